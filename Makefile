@@ -1,0 +1,30 @@
+# Quick start: `make demo` (set up + run the main job) and `make test` (set up + run the tests).
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed-stamp
+# CPU machines: keep nnU-Net's data-augmentation workers and BLAS threads in bounds.
+export nnUNet_n_proc_DA ?= 2
+export nnUNet_compile ?= false
+
+.PHONY: install demo test speed clean
+
+install: $(STAMP)
+
+$(STAMP): setup.cfg pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --upgrade pip
+	$(BIN)/python -m pip install -e '.[test]'
+	touch $(STAMP)
+
+demo: $(STAMP)
+	$(BIN)/nnUNetv2_sam_demo
+
+test: $(STAMP)
+	$(BIN)/python -m pytest -q
+
+speed: $(STAMP)
+	$(BIN)/nnUNetv2_sam_speed
+
+clean:
+	rm -rf $(VENV) *.egg-info build demo_output

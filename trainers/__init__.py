@@ -1,0 +1,1 @@
+"""nnUNet_extTrainer folder: SAM trainers (also installed as nnunet_sam_adapter.trainers)."""
