@@ -1,0 +1,174 @@
+"""Segmentation networks around one frozen SAM backbone (the classes nnU-Net plans name by dotted path).
+
+    SAMCrossModalNetwork    the paper's method: T1-based and T2-based streams, cross-modality adapters
+                            after the first n encoder blocks, summed embeddings, prompt-free decoder
+    SAMSingleStreamNetwork  the paper's baselines (Fig. 3): early fusion (all channels -> 3) or a single
+                            modality (1 -> 3), same frozen encoder and decoder
+
+Both take nnU-Net's input (B, C, S, S) and return logits (B, K, S, S) without softmax (nnU-Net applies
+it). Both are built from plans kwargs alone, with random encoder weights: pretrained weights are
+loaded by the trainer (`checkpoints.load_sam_checkpoint`) and at predict time come from the nnU-Net
+checkpoint, so no SAM file is needed to predict.
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import torch
+from torch import nn
+
+from nnunet_sam_adapter.adapter import CrossModalityAdapter
+from nnunet_sam_adapter.backbones import SAMBackbone, build_backbone, upsample_logits
+
+DEFAULT_STREAM_CHANNELS = ((0, 1), (2, 3))  # (T1, T1ce), (T2, FLAIR) in nnU-Net channel order
+
+
+def make_stem(in_channels: int) -> nn.Conv2d:
+    """Trainable 1x1 conv k -> 3 (SAM expects RGB; paper II.A "an initialized 1x1 convolutional layer").
+
+    Initialised to the channel mean on every RGB channel: nnU-Net's z-scored input then reaches the
+    encoder as a grey image with roughly the zero-mean unit-variance statistics of SAM's own
+    normalised input, so the pretrained encoder starts on familiar input instead of random colours.
+    """
+    stem = nn.Conv2d(in_channels, 3, kernel_size=1)
+    nn.init.constant_(stem.weight, 1.0 / in_channels)
+    nn.init.zeros_(stem.bias)
+    return stem
+
+
+class _SAMSegmentationNetwork(nn.Module):
+    """Shared parts: the frozen backbone (kept in eval mode), decoding and the input check."""
+
+    def __init__(self, num_classes: int, backbone: str, input_size: int, checkpoint_blocks: bool,
+                 deep_supervision: bool):
+        super().__init__()
+        if deep_supervision:
+            raise ValueError("SAM networks have a single output: train them with deep supervision off "
+                             "(the SAM trainers do)")
+        self.backbone_name, self.input_size = backbone, int(input_size)
+        self.checkpoint_blocks = checkpoint_blocks
+        self.sam: SAMBackbone = build_backbone(backbone, self.input_size, num_classes)
+        self.sam.eval()
+
+    def train(self, mode: bool = True):
+        """The frozen encoder stays in eval mode whatever the module's mode (no dropout/stat updates)."""
+        super().train(mode)
+        self.sam.image_encoder.eval()
+        self.sam.prompt.eval()
+        return self
+
+    def _check_input(self, x: torch.Tensor, expected_channels: int) -> None:
+        if x.ndim != 4 or x.shape[1] != expected_channels or tuple(x.shape[-2:]) != (self.input_size,) * 2:
+            raise ValueError(f"{type(self).__name__} ({self.backbone_name}) expects input (B, "
+                             f"{expected_channels}, {self.input_size}, {self.input_size}); got {tuple(x.shape)}")
+
+    def _decode(self, embeddings: torch.Tensor, size_hw) -> torch.Tensor:
+        return upsample_logits(self.sam.decode(embeddings), size_hw)
+
+
+class SAMCrossModalNetwork(_SAMSegmentationNetwork):
+    """The paper's dual-stream network.
+
+    Args:
+        input_channels: C, the nnU-Net input channels.
+        num_classes: K, nnU-Net segmentation heads (one mask token each).
+        backbone: a name from `backbones.BACKBONE_NAMES`.
+        input_size: S (SAM input resolution = nnU-Net 2d patch size).
+        adapter_depth: n, adapters after the first n encoder blocks (paper: 6 of ViT-B's 12).
+        stream_channels: ((T1-based channel indices), (T2-based channel indices)); the planner fills it
+            from dataset.json channel names.
+        batched_streams: run both streams through each frozen block as one 2B batch (default) instead
+            of two passes; same result, one kernel launch per block.
+        checkpoint_blocks: activation checkpointing of the frozen blocks (memory vs speed).
+    """
+
+    def __init__(self, input_channels: int, num_classes: int, backbone: str = "vit_b",
+                 input_size: int = 256, adapter_depth: int = 6,
+                 stream_channels: Sequence[Sequence[int]] = DEFAULT_STREAM_CHANNELS,
+                 batched_streams: bool = True, checkpoint_blocks: bool = False,
+                 deep_supervision: bool = False):
+        super().__init__(num_classes, backbone, input_size, checkpoint_blocks, deep_supervision)
+        self.stream_channels = [list(map(int, group)) for group in stream_channels]
+        if len(self.stream_channels) != 2 or not all(self.stream_channels):
+            raise ValueError(f"stream_channels must be two non-empty channel groups, got {stream_channels}")
+        for index in (i for group in self.stream_channels for i in group):
+            if not 0 <= index < input_channels:
+                raise ValueError(f"stream channel {index} outside the {input_channels} input channels")
+        depth = len(self.sam.block_widths)
+        if not 0 <= adapter_depth <= depth:
+            raise ValueError(f"adapter_depth must be in 0..{depth} for {backbone}, got {adapter_depth}")
+        self.input_channels, self.adapter_depth = input_channels, adapter_depth
+        self.batched_streams = batched_streams
+        self.stems = nn.ModuleList(make_stem(len(group)) for group in self.stream_channels)
+        self.adapters = nn.ModuleList(CrossModalityAdapter(w) for w in self.sam.block_widths[:adapter_depth])
+
+    def stream_images(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(B, C, S, S) -> T1-based and T2-based RGB images, each (B, 3, S, S)."""
+        t1, t2 = (stem(x[:, group]) for stem, group in zip(self.stems, self.stream_channels))
+        return t1, t2
+
+    def encode_streams(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(B, C, S, S) -> the two high-level embeddings after SAM's neck, each (B, d, S/16, S/16)."""
+        self._check_input(x, self.input_channels)
+        t1, t2 = self.stream_images(x)
+        if self.batched_streams:
+            stacked = self.sam.embed(torch.cat([t1, t2], dim=0))
+
+            def adapt(i: int, features: torch.Tensor) -> torch.Tensor:
+                return self.adapters[i].forward_stacked(features) if i < self.adapter_depth else features
+
+            embeddings = self.sam.neck(self.sam.run_blocks(stacked, adapt, self.checkpoint_blocks))
+            return embeddings.chunk(2, dim=0)
+        return self._encode_streams_separately(t1, t2)
+
+    def _encode_streams_separately(self, t1: torch.Tensor, t2: torch.Tensor):
+        """Reference path: each frozen block called once per stream (two passes)."""
+        f1, f2 = self.sam.embed(t1), self.sam.embed(t2)
+        for i in range(len(self.sam.block_widths)):
+            f1 = self.sam.block_step(i, f1, self.checkpoint_blocks)
+            f2 = self.sam.block_step(i, f2, self.checkpoint_blocks)
+            if i < self.adapter_depth:
+                f1, f2 = self.adapters[i](f1, f2)
+        return self.sam.neck(f1), self.sam.neck(f2)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, C, S, S) -> logits (B, K, S, S)."""
+        e_t1, e_t2 = self.encode_streams(x)
+        return self._decode(e_t1 + e_t2, x.shape[-2:])
+
+
+class SAMSingleStreamNetwork(_SAMSegmentationNetwork):
+    """One stream through the frozen encoder: early fusion (`channels=None`: all C -> 3) or a single
+    modality (`channels=[i]`: 1 -> 3). No adapters; trainable = stem + mask decoder (paper Fig. 3)."""
+
+    def __init__(self, input_channels: int, num_classes: int, backbone: str = "vit_b",
+                 input_size: int = 256, channels: Sequence[int] | None = None,
+                 checkpoint_blocks: bool = False, deep_supervision: bool = False):
+        super().__init__(num_classes, backbone, input_size, checkpoint_blocks, deep_supervision)
+        self.input_channels = input_channels
+        self.channels = list(range(input_channels)) if channels is None else [int(c) for c in channels]
+        if not self.channels or any(not 0 <= c < input_channels for c in self.channels):
+            raise ValueError(f"channels {channels} must be a non-empty subset of 0..{input_channels - 1}")
+        self.stem = make_stem(len(self.channels))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, C, S, S) -> logits (B, K, S, S)."""
+        self._check_input(x, self.input_channels)
+        features = self.sam.embed(self.stem(x[:, self.channels]))
+        embedding = self.sam.neck(self.sam.run_blocks(features, checkpoint_blocks=self.checkpoint_blocks))
+        return self._decode(embedding, x.shape[-2:])
+
+
+def parameter_report(model: nn.Module) -> dict:
+    """Total / trainable parameter counts (works on the meta device: counts shapes, not values)."""
+    total = sum(p.numel() for p in model.parameters())
+    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    return {"total": total, "trainable": trainable, "percent": 100.0 * trainable / max(total, 1)}
+
+
+def format_parameter_report(report: dict, name: str = "") -> str:
+    """'name: 97.84M total, 11.15M trainable (11.4%)'."""
+    prefix = f"{name}: " if name else ""
+    return (f"{prefix}{report['total'] / 1e6:.2f}M total, {report['trainable'] / 1e6:.2f}M trainable "
+            f"({report['percent']:.1f}%)")
