@@ -226,11 +226,12 @@ def _evaluate_case(
         reference = np.where(ignored, 0, reference)
         prediction = np.where(ignored, 0, prediction)
     spacing_zyx = reference_image.GetSpacing()[::-1]
-    volume_rows = [{"case": case, **row} for row in case_metrics(reference, prediction, spacing_zyx, classes)]
-    slice_rows = [
-        {"case": case, **row} for row in slice_metrics(reference, prediction, spacing_zyx, classes, axis=slice_axis)
-    ]
-    return volume_rows, slice_rows
+    try:
+        volume_rows = case_metrics(reference, prediction, spacing_zyx, classes)
+        slice_rows = slice_metrics(reference, prediction, spacing_zyx, classes, axis=slice_axis)
+    except ValueError as error:  # e.g. a 4D image: metrics take 2D or 3D label maps
+        raise EvaluationError(f"case {case}: cannot evaluate {pred_path} against {ref_path}: {error}") from error
+    return [{"case": case, **row} for row in volume_rows], [{"case": case, **row} for row in slice_rows]
 
 
 def _call(args):
