@@ -12,10 +12,8 @@ head is not used. Only the prompt encoder's no-mask embedding and positional enc
 from __future__ import annotations
 
 import os
-import pickle
 import re
 import warnings
-import zipfile
 from pathlib import Path
 
 import torch
@@ -59,9 +57,10 @@ def read_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
                                  f"{OFFICIAL_CHECKPOINTS['vit_b']}; set --checkpoint or ${CHECKPOINT_ENV_VAR})")
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
-    except (EOFError, RuntimeError, zipfile.BadZipFile, pickle.UnpicklingError, OSError, ValueError) as e:
-        raise SAMCheckpointError(f"SAM checkpoint {path} is truncated or corrupt ({path.stat().st_size} "
-                                 f"bytes; torch.load failed: {type(e).__name__}: {str(e)[:200]})") from e
+    except Exception as e:  # torch.load on damaged bytes raises almost anything (IndexError, KeyError, ...)
+        raise SAMCheckpointError(f"SAM checkpoint {path} is truncated or corrupt, or not a PyTorch file "
+                                 f"({path.stat().st_size} bytes; torch.load failed: {type(e).__name__}: "
+                                 f"{str(e)[:200]})") from e
     if isinstance(state, dict) and isinstance(state.get("model"), dict):
         state = state["model"]  # LiteMedSAM training checkpoints wrap the weights
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
