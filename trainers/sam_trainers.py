@@ -1,0 +1,100 @@
+"""SAM trainers for nnU-Net (`nnUNetv2_train ID 2d FOLD -tr SAMCrossModalTrainer -p nnUNetSAMPlans`).
+
+This folder is meant for nnU-Net's `nnUNet_extTrainer` env var; nnU-Net imports this module by its
+plain name, so it uses absolute imports of the package only. Each trainer overrides nnU-Net hooks and
+nothing more; the logic lives in nnunet_sam_adapter.
+"""
+
+from __future__ import annotations
+
+import torch
+from nnunetv2.training.lr_scheduler.polylr import PolyLRScheduler
+from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
+from torch._dynamo import OptimizedModule
+from torch.nn.parallel import DistributedDataParallel as DDP
+
+from nnunet_sam_adapter.checkpoints import load_pretrained_or_warn
+from nnunet_sam_adapter.methods import build_method_network, sam_settings
+from nnunet_sam_adapter.network import format_parameter_report, parameter_report
+
+
+class SAMCrossModalTrainer(nnUNetTrainer):
+    """The paper's method: frozen SAM encoder, cross-modality adapters, prompt-free mask decoder.
+
+    Paper setup: AdamW, lr 1e-3, Dice + CE loss (nnU-Net's DC_and_CE_loss is eq. 3 with weights 1, 1).
+    The paper gives no schedule or weight decay: nnU-Net's poly decay and AdamW's default decay are kept.
+    """
+
+    method = "ours"
+
+    def __init__(self, plans: dict, configuration: str, fold: int, dataset_json: dict,
+                 device: torch.device = torch.device("cuda")):
+        super().__init__(plans, configuration, fold, dataset_json, device)
+        sam_settings(self.configuration_manager.configuration, self.plans_manager.plans_name)
+        self.enable_deep_supervision = False  # one output (as nnUNetTrainerNoDeepSupervision)
+        self.initial_lr = 1e-3
+        self.weight_decay = 1e-2
+
+    @classmethod
+    def build_network_architecture(cls, plans_manager, configuration_manager, num_input_channels,
+                                   num_output_channels, enable_deep_supervision: bool = False) -> torch.nn.Module:
+        # Weights are random here: `initialize` loads the SAM checkpoint for training, and prediction
+        # loads the nnU-Net checkpoint, so no SAM file is needed to predict.
+        return build_method_network(cls.method, configuration_manager.configuration, num_input_channels,
+                                    num_output_channels, plans_manager.plans_name)
+
+    def initialize(self):
+        was_initialized = self.was_initialized
+        super().initialize()
+        if was_initialized:
+            return
+        network = self._bare_network()
+        settings = sam_settings(self.configuration_manager.configuration, self.plans_manager.plans_name)
+        loaded = load_pretrained_or_warn(network.sam, settings.get("checkpoint"),
+                                         settings.get("allow_random_encoder", False))
+        network.train()  # reassert: frozen encoder in eval mode after loading
+        self.print_to_log_file(f"SAM weights: {loaded['path'] or 'RANDOM (explicit opt-in)'} "
+                               f"({loaded['variant']}); resized: {', '.join(loaded['resized']) or 'none'}")
+        self.print_to_log_file(format_parameter_report(parameter_report(network), type(self).__name__))
+
+    def _bare_network(self) -> torch.nn.Module:
+        network = self.network.module if isinstance(self.network, DDP) else self.network
+        return network._orig_mod if isinstance(network, OptimizedModule) else network
+
+    def configure_optimizers(self):
+        trainable = [p for p in self.network.parameters() if p.requires_grad]
+        optimizer = torch.optim.AdamW(trainable, lr=self.initial_lr, weight_decay=self.weight_decay)
+        return optimizer, PolyLRScheduler(optimizer, self.initial_lr, self.num_epochs)
+
+    def set_deep_supervision_enabled(self, enabled: bool):
+        """No-op: the SAM networks have a single output (nnU-Net toggles this around validation)."""
+
+
+class SAMEarlyFusionTrainer(SAMCrossModalTrainer):
+    """Baseline: all four modalities -> 1x1 conv -> 3 channels -> one SAM (paper Fig. 3, Tables 1-2)."""
+
+    method = "early_fusion"
+
+
+class SAMSingleModalityT1Trainer(SAMCrossModalTrainer):
+    """Baseline: T1 only (paper Table 1)."""
+
+    method = "T1"
+
+
+class SAMSingleModalityT1ceTrainer(SAMCrossModalTrainer):
+    """Baseline: T1ce only (paper Table 1)."""
+
+    method = "T1ce"
+
+
+class SAMSingleModalityT2Trainer(SAMCrossModalTrainer):
+    """Baseline: T2 only (paper Table 1)."""
+
+    method = "T2"
+
+
+class SAMSingleModalityFLAIRTrainer(SAMCrossModalTrainer):
+    """Baseline: FLAIR only (paper Table 1)."""
+
+    method = "FLAIR"
