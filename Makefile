@@ -3,8 +3,9 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
-# CPU machines: keep nnU-Net's data-augmentation workers and BLAS threads in bounds.
+# CPU machines: keep nnU-Net's data-augmentation and export workers in bounds (each imports torch).
 export nnUNet_n_proc_DA ?= 2
+export nnUNet_def_n_proc ?= 2
 export nnUNet_compile ?= false
 
 .PHONY: install demo test speed clean
