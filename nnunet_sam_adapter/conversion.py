@@ -164,13 +164,26 @@ def read_image(case_id: str, path: Path, what: str) -> sitk.Image:
     array = sitk.GetArrayViewFromImage(image)
     if array.size == 0:
         raise ConversionError(case_id, path, f"{what} is empty (size {image.GetSize()}): expected voxels")
-    if np.issubdtype(array.dtype, np.floating) and not np.isfinite(array).all():
-        raise ConversionError(case_id, path, f"{what} has {int((~np.isfinite(array)).sum())} NaN/inf voxels: "
-                                             "expected finite values")
+    non_finite = _count_non_finite(path, array)
+    if non_finite:
+        raise ConversionError(case_id, path, f"{what} has {non_finite} NaN/inf voxels: expected finite values")
     if what != "seg" and array.min() == array.max():
         raise ConversionError(case_id, path, f"{what} is empty (every voxel is {array.flat[0]}): "
                                              "expected an MRI volume")
     return image
+
+
+def _count_non_finite(path: Path, array: np.ndarray) -> int:
+    """NaN/inf voxels. ITK's NIfTI reader silently turns them into 0, so float NIfTI files are also read
+    with nibabel (integer files cannot hold NaN)."""
+    count = int((~np.isfinite(array)).sum()) if np.issubdtype(array.dtype, np.floating) else 0
+    if str(path).endswith((".nii", ".nii.gz")):
+        import nibabel
+
+        nifti = nibabel.load(str(path))
+        if nifti.get_data_dtype().kind == "f":
+            count = max(count, int((~np.isfinite(np.asanyarray(nifti.dataobj))).sum()))
+    return count
 
 
 def convert_labels(case: CaseFiles, seg: sitk.Image, t2: sitk.Image, labels: str) -> sitk.Image:
