@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 
 import pytest
 
 # nnU-Net defaults to 8 export workers and several augmentation workers, each importing torch: on a
-# 2-core CI machine that costs more than the work. 0 augmentation workers = nnU-Net's single-threaded path.
+# 2-core CI machine that costs more than the work. (0 workers would break nnU-Net's planner.)
 os.environ.setdefault("nnUNet_def_n_proc", "2")
-os.environ.setdefault("nnUNet_n_proc_DA", "0")
+os.environ.setdefault("nnUNet_n_proc_DA", "1")
 os.environ.setdefault("nnUNet_compile", "false")
+# Console scripts (nnUNetv2_*) live next to the interpreter running the tests, venv activated or not.
+os.environ["PATH"] = str(Path(sys.executable).parent) + os.pathsep + os.environ.get("PATH", "")
 
 
 @pytest.fixture

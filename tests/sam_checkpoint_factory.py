@@ -23,9 +23,11 @@ from nnunet_sam_adapter.backbones import VIT_CONFIGS
 SAM_PRETRAIN_SIZE = 1024
 
 
-def tiny_sam_state_dict(seed: int = 0, embed_dim: int | None = None) -> dict[str, torch.Tensor]:
+def tiny_sam_state_dict(seed: int = 0, embed_dim: int | None = None, randomize: bool = True) -> dict[str, torch.Tensor]:
     """State dict of a `tiny`-config SAM at 1024 resolution; `embed_dim` overrides the width (to fake
-    a checkpoint of another variant)."""
+    a checkpoint of another variant). `randomize=False` keeps segment_anything's own initialisation
+    (unit LayerNorms, small linear weights): a trainable starting point for end-to-end runs."""
+    torch.manual_seed(seed)
     config = VIT_CONFIGS["tiny"]
     embed = embed_dim or config.embed_dim
     grid = SAM_PRETRAIN_SIZE // config.patch_size
@@ -45,14 +47,17 @@ def tiny_sam_state_dict(seed: int = 0, embed_dim: int | None = None) -> dict[str
     )
     generator = torch.Generator().manual_seed(seed)
     state = sam.state_dict()
+    if not randomize:
+        return state
     return {key: (torch.randn(value.shape, generator=generator) * 0.05
                   if value.is_floating_point() and not key.startswith("pixel_") else value)
             for key, value in state.items()}
 
 
-def write_tiny_sam_checkpoint(path: str | Path, seed: int = 0, embed_dim: int | None = None) -> Path:
+def write_tiny_sam_checkpoint(path: str | Path, seed: int = 0, embed_dim: int | None = None,
+                              randomize: bool = True) -> Path:
     """Writes a tiny SAM-format checkpoint (a plain state_dict, like sam_vit_b_01ec64.pth) -> path."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    torch.save(tiny_sam_state_dict(seed, embed_dim), path)
+    torch.save(tiny_sam_state_dict(seed, embed_dim, randomize), path)
     return path
