@@ -24,6 +24,8 @@ from segment_anything.modeling import ImageEncoderViT, MaskDecoder, TwoWayTransf
 from segment_anything.modeling.prompt_encoder import PositionEmbeddingRandom
 from torch import nn
 
+from nnunet_sam_adapter.attention import ATTENTION_KINDS, use_sdpa_attention
+
 BlockHook = Callable[[int, torch.Tensor], torch.Tensor]
 
 
@@ -118,6 +120,11 @@ class SAMBackbone(nn.Module):
         self.image_encoder.requires_grad_(False)
         self.prompt.requires_grad_(False)
 
+    def set_attention(self, kind: str) -> None:
+        """'sam' (segment_anything's attention) or 'sdpa' (`attention.SDPAAttention`, same function)."""
+        if kind not in ATTENTION_KINDS:
+            raise ValueError(f"attention must be one of {ATTENTION_KINDS}, got {kind!r}")
+
     def embed(self, images: torch.Tensor) -> torch.Tensor:
         """(N, 3, S, S) -> features entering the first transformer block."""
         raise NotImplementedError
@@ -178,6 +185,13 @@ class ViTBackbone(SAMBackbone):
         super().__init__(encoder, decoder, config.prompt_dim)
         self.name, self.config, self.input_size = name, config, input_size
         self.block_widths = [config.embed_dim] * config.depth
+        self.attention = "sam"
+
+    def set_attention(self, kind):
+        super().set_attention(kind)
+        if kind != self.attention:
+            use_sdpa_attention(self.image_encoder, kind == "sdpa")
+            self.attention = kind
 
     def embed(self, images: torch.Tensor) -> torch.Tensor:
         """(N, 3, S, S) -> (N, S/16, S/16, c)."""
@@ -227,6 +241,11 @@ class TinyViTBackbone(SAMBackbone):
         # TinyViT attention caches its bias table (`ab`) when switched to eval mode; refresh it
         # whenever weights are loaded, or an eval-mode encoder would keep the old biases.
         self.register_load_state_dict_post_hook(_refresh_attention_bias_cache)
+
+    def set_attention(self, kind):
+        """TinyViT has its own attention (learned per-offset biases, no decomposed rel-pos): it keeps it
+        whatever `kind` says; only SAM's ViT has an SDPA variant here."""
+        super().set_attention(kind)
 
     def embed(self, images):
         """(N, 3, S, S) -> tokens (N, (S/2)^2, 128) after the conv stage and its patch merging."""

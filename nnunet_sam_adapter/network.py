@@ -20,6 +20,16 @@ from torch import nn
 
 from nnunet_sam_adapter.adapter import CrossModalityAdapter
 from nnunet_sam_adapter.backbones import VIT_CONFIGS, SAMBackbone, build_backbone, upsample_logits
+from nnunet_sam_adapter.execution import (
+    ATTENTION_CHOICES,
+    AUTOCAST_CHOICES,
+    COMPILE_CHOICES,
+    autocast_context,
+    check_choice,
+    resolve_attention,
+    resolve_autocast,
+    resolve_compile,
+)
 
 DEFAULT_STREAM_CHANNELS = ((0, 1), (2, 3))  # (T1, T1ce), (T2, FLAIR) in nnU-Net channel order
 
@@ -38,16 +48,25 @@ def make_stem(in_channels: int) -> nn.Conv2d:
 
 
 class _SAMSegmentationNetwork(nn.Module):
-    """Shared parts: the frozen backbone (kept in eval mode), decoding and the input check."""
+    """Shared parts: the frozen backbone (kept in eval mode), execution policy, decoding, input check.
+
+    Subclasses implement `_logits(x)`; `forward` checks the input, then runs `_logits` with the
+    attention kernel / autocast dtype / compilation that `execution` resolves for the input's device.
+    """
+
+    input_channels: int
 
     def __init__(self, num_classes: int, backbone: str, input_size: int, checkpoint_blocks: bool,
-                 deep_supervision: bool):
+                 deep_supervision: bool, attention: str, autocast: str, compile: str | bool):
         super().__init__()
         if deep_supervision:
             raise ValueError("SAM networks have a single output: train them with deep supervision off "
                              "(the SAM trainers do)")
         self.backbone_name, self.input_size = backbone, int(input_size)
-        self.checkpoint_blocks = checkpoint_blocks
+        self.checkpoint_blocks = bool(checkpoint_blocks)
+        self.attention = check_choice("attention", attention, ATTENTION_CHOICES)
+        self.autocast = check_choice("autocast", autocast, AUTOCAST_CHOICES)
+        self.compile = check_choice("compile", compile, COMPILE_CHOICES)
         self.sam: SAMBackbone = build_backbone(backbone, self.input_size, num_classes)
         self.sam.eval()
 
@@ -59,12 +78,45 @@ class _SAMSegmentationNetwork(nn.Module):
         return self
 
     def _check_input(self, x: torch.Tensor, expected_channels: int) -> None:
+        if x.ndim == 4 and x.shape[1] < expected_channels:
+            # nnUNetv2_predict stacks whatever CASE_XXXX files it finds, so a missing modality file
+            # surfaces here first; nnU-Net has printed "predicting CASE" just before.
+            raise ValueError(f"{type(self).__name__}: the case being predicted has {x.shape[1]} input channels, "
+                             f"the model needs {expected_channels}: the case is missing a modality file "
+                             f"(CASE_0000..CASE_{expected_channels - 1:04d} = T1, T1ce, T2, FLAIR). Check the "
+                             f"input folder with nnUNetv2_sam_register, which names the case and the file. "
+                             f"({type(self).__name__} ({self.backbone_name}) expects input (B, {expected_channels}, "
+                             f"{self.input_size}, {self.input_size}); got {tuple(x.shape)})")
         if x.ndim != 4 or x.shape[1] != expected_channels or tuple(x.shape[-2:]) != (self.input_size,) * 2:
             raise ValueError(f"{type(self).__name__} ({self.backbone_name}) expects input (B, "
                              f"{expected_channels}, {self.input_size}, {self.input_size}); got {tuple(x.shape)}")
 
     def _decode(self, embeddings: torch.Tensor, size_hw) -> torch.Tensor:
         return upsample_logits(self.sam.decode(embeddings), size_hw)
+
+    def _logits(self, x: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    def execution_plan(self, device: torch.device | str) -> dict:
+        """What the 'auto' settings resolve to on `device`: {'attention', 'autocast', 'compile'}."""
+        device = torch.device(device)
+        dtype = resolve_autocast(self.autocast, device)
+        return {"attention": resolve_attention(self.attention, device),
+                "autocast": {None: "off", torch.bfloat16: "bf16", torch.float16: "fp16"}[dtype],
+                "compile": resolve_compile(self.compile, device)}
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, C, S, S) -> logits (B, K, S, S), float32 whatever the autocast dtype."""
+        self._check_input(x, self.input_channels)
+        self.sam.set_attention(resolve_attention(self.attention, x.device))
+        run = self._logits
+        if resolve_compile(self.compile, x.device):
+            if "_compiled_logits" not in self.__dict__:  # plain attribute: not a submodule, not in state_dict
+                self.__dict__["_compiled_logits"] = torch.compile(self._logits)
+            run = self.__dict__["_compiled_logits"]
+        with autocast_context(x.device, resolve_autocast(self.autocast, x.device)):
+            logits = run(x)
+        return logits.float()
 
 
 class SAMCrossModalNetwork(_SAMSegmentationNetwork):
@@ -81,14 +133,18 @@ class SAMCrossModalNetwork(_SAMSegmentationNetwork):
         batched_streams: run both streams through each frozen block as one 2B batch (default) instead
             of two passes; same result, one kernel launch per block.
         checkpoint_blocks: activation checkpointing of the frozen blocks (memory vs speed).
+        attention, autocast, compile: execution policy, 'auto' = fastest measured for the input's
+            device (see `execution`); 'sam' / 'off' / 'off' is the plain reference path.
     """
 
     def __init__(self, input_channels: int, num_classes: int, backbone: str = "vit_b",
                  input_size: int = 256, adapter_depth: int = 6,
                  stream_channels: Sequence[Sequence[int]] = DEFAULT_STREAM_CHANNELS,
                  batched_streams: bool = True, checkpoint_blocks: bool = False,
-                 deep_supervision: bool = False):
-        super().__init__(num_classes, backbone, input_size, checkpoint_blocks, deep_supervision)
+                 deep_supervision: bool = False, attention: str = "auto", autocast: str = "auto",
+                 compile: str | bool = "auto"):
+        super().__init__(num_classes, backbone, input_size, checkpoint_blocks, deep_supervision,
+                         attention, autocast, compile)
         self.stream_channels = [list(map(int, group)) for group in stream_channels]
         if len(self.stream_channels) != 2 or not all(self.stream_channels):
             raise ValueError(f"stream_channels must be two non-empty channel groups, got {stream_channels}")
@@ -132,7 +188,7 @@ class SAMCrossModalNetwork(_SAMSegmentationNetwork):
                 f1, f2 = self.adapters[i](f1, f2)
         return self.sam.neck(f1), self.sam.neck(f2)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def _logits(self, x: torch.Tensor) -> torch.Tensor:
         """(B, C, S, S) -> logits (B, K, S, S)."""
         e_t1, e_t2 = self.encode_streams(x)
         return self._decode(e_t1 + e_t2, x.shape[-2:])
@@ -144,17 +200,18 @@ class SAMSingleStreamNetwork(_SAMSegmentationNetwork):
 
     def __init__(self, input_channels: int, num_classes: int, backbone: str = "vit_b",
                  input_size: int = 256, channels: Sequence[int] | None = None,
-                 checkpoint_blocks: bool = False, deep_supervision: bool = False):
-        super().__init__(num_classes, backbone, input_size, checkpoint_blocks, deep_supervision)
+                 checkpoint_blocks: bool = False, deep_supervision: bool = False, attention: str = "auto",
+                 autocast: str = "auto", compile: str | bool = "auto"):
+        super().__init__(num_classes, backbone, input_size, checkpoint_blocks, deep_supervision,
+                         attention, autocast, compile)
         self.input_channels = input_channels
         self.channels = list(range(input_channels)) if channels is None else [int(c) for c in channels]
         if not self.channels or any(not 0 <= c < input_channels for c in self.channels):
             raise ValueError(f"channels {channels} must be a non-empty subset of 0..{input_channels - 1}")
         self.stem = make_stem(len(self.channels))
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def _logits(self, x: torch.Tensor) -> torch.Tensor:
         """(B, C, S, S) -> logits (B, K, S, S)."""
-        self._check_input(x, self.input_channels)
         features = self.sam.embed(self.stem(x[:, self.channels]))
         embedding = self.sam.neck(self.sam.run_blocks(features, checkpoint_blocks=self.checkpoint_blocks))
         return self._decode(embedding, x.shape[-2:])

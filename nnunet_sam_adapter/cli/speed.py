@@ -1,0 +1,46 @@
+"""`nnUNetv2_sam_speed`: training / inference throughput and peak memory of the SAM networks against
+stock nnU-Net 2d (issue 5); writes a Markdown table and JSON, optionally docs/performance.md."""
+from __future__ import annotations
+
+import argparse
+
+from nnunet_sam_adapter.backbones import BACKBONE_NAMES
+from nnunet_sam_adapter.speed import SpeedSettings, run_benchmark
+
+
+def main(argv: list[str] | None = None) -> None:
+    defaults = SpeedSettings()
+    parser = argparse.ArgumentParser(prog="nnUNetv2_sam_speed", description=__doc__.split("\n\n")[0].split(": ", 1)[1])
+    parser.add_argument("--backbone", default=defaults.backbone, choices=BACKBONE_NAMES)
+    parser.add_argument("--input-size", type=int, default=defaults.input_size)
+    parser.add_argument("--batch-size", type=int, default=defaults.batch_size)
+    parser.add_argument("--adapter-depth", type=int, default=defaults.adapter_depth)
+    parser.add_argument("--warmup-steps", type=int, default=defaults.warmup_steps)
+    parser.add_argument("--train-steps", type=int, default=defaults.train_steps, help="timed training steps")
+    parser.add_argument("--infer-steps", type=int, default=defaults.infer_steps, help="timed inference steps")
+    parser.add_argument("--device", default=defaults.device, help="auto (cuda if available, else cpu), cpu, cuda, cuda:1")
+    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
+    compile_group = parser.add_mutually_exclusive_group()
+    compile_group.add_argument("--compile", dest="include_compile", action="store_true", default=None,
+                               help="include the torch.compile row (default: on CUDA only; minutes on CPU)")
+    compile_group.add_argument("--no-compile", dest="include_compile", action="store_false")
+    parser.add_argument("--only", nargs="+", default=None, metavar="KEY",
+                        help="run only these variants (two_passes batched sdpa low_precision checkpointing "
+                        "compiled early_fusion nnunet); the first is the reference of the ratios")
+    parser.add_argument("--variant-timeout", type=int, default=defaults.variant_timeout_s, help="seconds per variant")
+    parser.add_argument("-o", "--output", default="speed_results", help="folder for speed.json and speed.md")
+    parser.add_argument("--docs", default=None, help="also write the performance page here (docs/performance.md)")
+    args = parser.parse_args(argv)
+    settings = SpeedSettings(
+        backbone=args.backbone, input_size=args.input_size, batch_size=args.batch_size,
+        adapter_depth=args.adapter_depth, warmup_steps=args.warmup_steps, train_steps=args.train_steps,
+        infer_steps=args.infer_steps, device=args.device, include_compile=args.include_compile,
+        variant_timeout_s=args.variant_timeout, threads=args.threads,
+        only=tuple(args.only) if args.only else None)
+    run_benchmark(settings, args.output, args.docs)
+    print(open(f"{args.output}/speed.md").read())
+    print(f"written: {args.output}/speed.json, {args.output}/speed.md" + (f", {args.docs}" if args.docs else ""))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,135 @@
+"""Execution policy: SDPA attention equals SAM's, 'auto' resolution per device, kwargs validation,
+bf16 autocast path."""
+import copy
+import inspect
+import json
+
+import pytest
+import torch
+from segment_anything.modeling.image_encoder import Attention
+
+from nnunet_sam_adapter import execution
+from nnunet_sam_adapter.attention import SDPAAttention, use_sdpa_attention
+from nnunet_sam_adapter.network import SAMCrossModalNetwork, SAMSingleStreamNetwork
+
+
+def relative_error(a: torch.Tensor, b: torch.Tensor) -> float:
+    return ((a - b).abs().max() / b.abs().max()).item()
+
+
+@pytest.mark.parametrize("dim, heads, grid, batch", [(768, 12, 14, 3), (768, 12, 16, 2), (64, 2, 5, 2), (64, 4, 7, 1)])
+def test_sdpa_attention_equals_sam_attention_fp32(dim, heads, grid, batch):
+    """vit_b windowed (14x14) and global (16x16 at 256 input) shapes, and odd small ones; 1e-4 relative."""
+    torch.manual_seed(0)
+    sam = Attention(dim, heads, qkv_bias=True, use_rel_pos=True, input_size=(grid, grid))
+    with torch.no_grad():  # SAM zero-initialises rel_pos: give it values
+        sam.rel_pos_h.normal_(0, 0.5)
+        sam.rel_pos_w.normal_(0, 0.5)
+    sdpa = copy.deepcopy(sam)
+    use_sdpa_attention(sdpa, True)
+    assert isinstance(sdpa, SDPAAttention) and sdpa.state_dict().keys() == sam.state_dict().keys()
+    x = torch.randn(batch, grid, grid, dim, requires_grad=True)
+    expected, got = sam(x), sdpa(x)
+    assert relative_error(got, expected) < 1e-4
+    upstream = torch.randn_like(expected)
+    grads_expected = torch.autograd.grad(expected, [x, sam.rel_pos_h, sam.qkv.weight], upstream)
+    grads_got = torch.autograd.grad(got, [x, sdpa.rel_pos_h, sdpa.qkv.weight], upstream)
+    for g_got, g_expected in zip(grads_got, grads_expected):
+        assert relative_error(g_got, g_expected) < 1e-4
+    use_sdpa_attention(sdpa, False)  # back to SAM's own forward
+    assert torch.equal(sdpa(x), expected)
+
+
+def test_network_sdpa_equals_sam_attention_outputs_and_grads():
+    torch.manual_seed(0)
+    net = SAMCrossModalNetwork(4, 3, "tiny", 64, adapter_depth=3, autocast="off", attention="sam").train()
+    with torch.no_grad():
+        for name, p in net.named_parameters():
+            if "rel_pos" in name or "pos_embed" in name or "adapters" in name:
+                p.normal_(0, 0.1)
+    x = torch.randn(2, 4, 64, 64)
+
+    def run():
+        net.zero_grad(set_to_none=True)
+        logits = net(x)
+        logits.square().mean().backward()
+        return logits.detach(), {n: p.grad for n, p in net.named_parameters() if p.requires_grad}
+
+    sam_out, sam_grads = run()
+    assert net.sam.attention == "sam"
+    net.attention = "sdpa"
+    sdpa_out, sdpa_grads = run()
+    assert net.sam.attention == "sdpa"
+    assert relative_error(sdpa_out, sam_out) < 1e-4
+    scale = max(g.abs().max() for g in sam_grads.values())
+    for name in sam_grads:  # key biases get ~0 gradient (softmax shift invariance): absolute floor for those
+        torch.testing.assert_close(sdpa_grads[name], sam_grads[name], rtol=1e-4, atol=1e-6 * scale, msg=name)
+
+
+def test_auto_resolution(monkeypatch):
+    cpu, cuda, mps = torch.device("cpu"), torch.device("cuda"), torch.device("mps")
+    assert execution.resolve_attention("auto", cpu) == "sdpa" == execution.resolve_attention("auto", cuda)
+    assert execution.resolve_attention("auto", mps) == "sam"
+    assert execution.resolve_attention("sam", cpu) == "sam"
+    monkeypatch.setattr(execution, "cpu_flags", lambda: frozenset({"avx2", "avx512f"}))
+    assert execution.resolve_autocast("auto", cpu) is None  # emulated bf16 would be slower than fp32
+    monkeypatch.setattr(execution, "cpu_flags", lambda: frozenset({"avx512f", "avx512_bf16"}))
+    assert execution.resolve_autocast("auto", cpu) is torch.bfloat16
+    monkeypatch.setattr(execution, "cpu_flags", lambda: frozenset({"amx_bf16"}))
+    assert execution.resolve_autocast("auto", cpu) is torch.bfloat16
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: False)
+    assert execution.resolve_autocast("auto", cuda) is torch.float16
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: True)
+    assert execution.resolve_autocast("auto", cuda) is torch.bfloat16
+    assert execution.resolve_autocast("off", cuda) is None
+    assert execution.resolve_autocast("fp16", cpu) is torch.float16
+    assert execution.resolve_autocast("auto", mps) is None
+    assert not execution.resolve_compile("auto", cpu) and not execution.resolve_compile("auto", cuda)
+    assert execution.resolve_compile("on", cpu)
+
+
+@pytest.mark.parametrize("cls", [SAMCrossModalNetwork, SAMSingleStreamNetwork])
+def test_execution_kwargs_defaults_are_json_and_auto(cls):
+    parameters = inspect.signature(cls).parameters
+    defaults = {name: parameters[name].default for name in ("attention", "autocast", "compile", "checkpoint_blocks")}
+    assert defaults == {"attention": "auto", "autocast": "auto", "compile": "auto", "checkpoint_blocks": False}
+    json.dumps(defaults)
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    ({"attention": "flash"}, "attention must be one of"),
+    ({"autocast": "fp8"}, "autocast must be one of"),
+    ({"compile": "max-autotune"}, "compile must be one of"),
+])
+def test_bad_execution_kwargs(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        SAMCrossModalNetwork(4, 2, "tiny", 32, 1, **kwargs)
+
+
+def test_compile_accepts_booleans_from_plans():
+    assert SAMCrossModalNetwork(4, 2, "tiny", 32, 1, compile=False).compile == "off"
+    assert SAMSingleStreamNetwork(4, 2, "tiny", 32, compile=True).compile == "on"
+
+
+def test_bf16_autocast_close_to_fp32_and_frozen_encoder_still_frozen():
+    torch.manual_seed(0)
+    net = SAMCrossModalNetwork(4, 2, "tiny", 64, adapter_depth=2, autocast="off").train()
+    x = torch.randn(2, 4, 64, 64)
+    fp32 = net(x)
+    net.autocast = "bf16"
+    bf16 = net(x)
+    assert bf16.dtype == torch.float32  # logits handed to nnU-Net's loss in fp32
+    assert relative_error(bf16, fp32) < 0.05
+    bf16.square().mean().backward()
+    assert all(p.grad is None for p in net.sam.image_encoder.parameters())
+    assert all(p.grad is not None and p.grad.dtype == torch.float32 for p in net.adapters.parameters())
+
+
+def test_execution_plan_reports_resolution():
+    net = SAMCrossModalNetwork(4, 2, "tiny", 32, 1, attention="sam", autocast="fp16", compile="off")
+    assert net.execution_plan("cpu") == {"attention": "sam", "autocast": "fp16", "compile": False}
+
+
+def test_litemedsam_ignores_sdpa_request():
+    net = SAMSingleStreamNetwork(4, 2, "litemedsam", 64, attention="sdpa", autocast="off")
+    assert net(torch.randn(1, 4, 64, 64)).shape == (1, 2, 64, 64)

@@ -1,0 +1,46 @@
+"""The speed benchmark runs end to end with the tiny backbone and writes its table and JSON
+(no timing assertions: numbers on a shared CI machine mean nothing)."""
+import json
+
+import pytest
+
+from nnunet_sam_adapter.cli.speed import main
+from nnunet_sam_adapter.speed import SpeedSettings, benchmark_variants, plain_conv_unet_architecture, resolve_device
+
+
+def test_speed_benchmark_writes_table_and_json(tmp_path, capsys):
+    docs = tmp_path / "docs" / "performance.md"
+    main(["--backbone", "tiny", "--input-size", "32", "--adapter-depth", "2", "--batch-size", "2",
+          "--train-steps", "1", "--infer-steps", "1", "--device", "cpu",
+          "--only", "two_passes", "low_precision", "nnunet", "-o", str(tmp_path / "out"), "--docs", str(docs)])
+    report = json.loads((tmp_path / "out" / "speed.json").read_text())
+    assert [v["key"] for v in report["variants"]] == ["two_passes", "low_precision", "nnunet"]
+    for variant in report["variants"]:
+        assert "error" not in variant, variant
+        assert variant["train_images_per_s"] > 0 and variant["infer_images_per_s"] > 0
+        assert variant["train_peak_mb"] > 0 and variant["infer_peak_mb"] > 0
+    env = report["environment"]
+    assert env["device"] == "cpu" and env["torch"] and env["nnunetv2"] and "native_bf16" in env["cpu_capability"]
+    assert report["settings"]["backbone"] == "tiny"
+    table = (tmp_path / "out" / "speed.md").read_text()
+    assert "| variant | train img/s |" in table and "stock nnU-Net 2d PlainConvUNet" in table
+    assert "(a) batched streams vs two passes" in table and "not measured" in table  # rows left out
+    page = docs.read_text()
+    assert page.startswith("# Performance") and table in page and "## GPU" in page
+    assert "written:" in capsys.readouterr().out
+
+
+def test_all_comparisons_have_rows():
+    keys = [v.key for v in benchmark_variants(SpeedSettings(include_compile=True), resolve_device("cpu"))]
+    assert keys == ["two_passes", "batched", "sdpa", "low_precision", "checkpointing", "compiled",
+                    "early_fusion", "nnunet"]
+    with pytest.raises(ValueError, match="unknown variants"):
+        benchmark_variants(SpeedSettings(only=("warp",)), resolve_device("cpu"))
+
+
+def test_stock_nnunet_2d_architecture_for_256_patch():
+    arch = plain_conv_unet_architecture(256, 4)["arch_kwargs"]
+    assert arch["n_stages"] == 7  # 256 -> 4 (nnU-Net's minimum feature map edge)
+    assert arch["features_per_stage"] == [32, 64, 128, 256, 512, 512, 512]
+    assert [list(s) for s in arch["strides"]] == [[1, 1]] + [[2, 2]] * 6
+    assert all(list(k) == [3, 3] for k in arch["kernel_sizes"])
