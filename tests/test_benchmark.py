@@ -1,0 +1,130 @@
+"""nnUNetv2_sam_benchmark end to end on a tiny synthetic dataset (issue 4): two SAM methods + stock
+nnU-Net 2d with debug-sized budgets write Tables 1-3 and the figures, and a second run reuses every
+finished method instead of retraining it."""
+
+from __future__ import annotations
+
+import csv
+import json
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from nnunet_sam_adapter.synthetic import write_brats_dataset
+from sam_checkpoint_factory import write_tiny_sam_checkpoint
+
+pytestmark = pytest.mark.slow
+
+DATASET_ID = "903"
+METHODS = ["ours", "early_fusion", "nnunet_2d"]
+BUDGET = ["--epochs", "2", "--iterations", "3"]
+
+
+def run(command: list, env: dict) -> str:
+    result = subprocess.run([str(c) for c in command], env=env, capture_output=True, text=True)
+    output = result.stdout + result.stderr
+    assert result.returncode == 0, f"{command[0]} failed ({result.returncode}):\n{output[-4000:]}"
+    return output
+
+
+def read_csv(path: Path) -> list[dict]:
+    with open(path) as f:
+        return list(csv.DictReader(f))
+
+
+@pytest.fixture(scope="module")
+def benchmarked(tmp_path_factory):
+    """Convert, plan and run the benchmark once; returns paths, env and the console output."""
+    import os
+
+    from nnunet_sam_adapter.cli.trainer_dir import trainer_dir
+
+    root = tmp_path_factory.mktemp("benchmark")
+    env = dict(os.environ)
+    for name in ("nnUNet_raw", "nnUNet_preprocessed", "nnUNet_results"):
+        (root / name).mkdir()
+        env[name] = str(root / name)
+    env["nnUNet_extTrainer"] = trainer_dir()
+    write_brats_dataset(root / "brats", n_cases=6, seed=3, shape_zyx=(16, 64, 64), misalign=False)
+    checkpoint = write_tiny_sam_checkpoint(root / "tiny_sam.pth", randomize=False)
+    run(["nnUNetv2_sam_convert_brats", "-i", root / "brats", "-d", DATASET_ID, "-n", "SynBench",
+         "--register", "never", "-np", "2"], env)
+    run(["nnUNetv2_sam_plan_and_preprocess", "-d", DATASET_ID, "--backbone", "tiny", "--checkpoint", checkpoint,
+         "--input-size", "64", "--batch-size", "4", "--adapter-depth", "2", "--stock", "2d", "-np", "2"], env)
+    out = root / "bench"
+    command = ["nnUNetv2_sam_benchmark", "-d", DATASET_ID, "--methods", *METHODS, "-f", "0", *BUDGET,
+               "-o", out, "-device", "cpu", "--no-mirroring", "--overlay-cases", "2"]
+    first = run(command, env)
+    return {"root": root, "env": env, "out": out, "command": command, "first": first}
+
+
+def test_writes_tables_figures_and_results(benchmarked):
+    out = benchmarked["out"]
+    for name in ("tables.md", "table1.csv", "table2.csv", "table3.csv", "metrics.png", "overlays.png",
+                 "results.json"):
+        assert (out / name).is_file() and (out / name).stat().st_size > 0, name
+    results = json.loads((out / "results.json").read_text())
+    assert set(results["methods"]) == set(METHODS)
+    assert all(entry["status"] == "trained" for entry in results["methods"].values())
+    assert all(entry["budget"]["epochs"] == 2 and entry["budget"]["iterations"] == 3
+               for entry in results["methods"].values())
+    # Every method was evaluated on the same validation cases of fold 0.
+    cases = results["validation_cases"]
+    assert cases
+    for method in METHODS:
+        evaluated = {row["case"] for row in read_csv(out / "evaluation" / method / "metrics_volume.csv")}
+        assert evaluated == set(cases), method
+
+    table1 = {row["method"]: row for row in read_csv(out / "table1.csv")}
+    assert set(table1) == {"ours", "early_fusion"}
+    table2 = {row["method"] for row in read_csv(out / "table2.csv")}
+    assert table2 == {"ours", "early_fusion", "nnunet_2d"}
+    for row in table1.values():  # numbers come from the evaluation of this run
+        summary = results["methods"][row["method"]]["summary"]
+        assert float(row["dice_pct_volume_mean"]) == pytest.approx(100 * summary["volume"]["tumor"]["dice"]["mean"],
+                                                                   abs=1e-3)
+        assert 0 <= float(row["dice_pct_slice_mean"]) <= 100
+        assert float(row["hd95_mm_slice_mean"]) >= 0
+        assert int(row["n_cases"]) == len(cases)
+
+    # Table 3 covers every method whose network the plans can build, not only the trained ones.
+    table3 = {row["method"]: row for row in read_csv(out / "table3.csv")}
+    assert {"ours", "early_fusion", "T1", "T1ce", "T2", "FLAIR", "nnunet_2d", "swinunetr_2d", "unetr_2d"} <= set(table3)
+    assert float(table3["nnunet_2d"]["percent"]) == pytest.approx(100.0)
+    assert 0 < float(table3["ours"]["percent"]) < 100  # frozen encoder
+    assert int(table3["ours"]["total"]) > int(table3["early_fusion"]["total"])  # + adapters and a second stem
+
+    tables = (out / "tables.md").read_text()
+    for heading in ("Table 1", "Table 2", "Table 3", "slice = the paper's protocol", "backbone tiny"):
+        assert heading in tables
+
+
+def test_second_run_reuses_finished_methods(benchmarked):
+    results_root = Path(benchmarked["env"]["nnUNet_results"])
+    checkpoints = sorted(results_root.glob("Dataset903_SynBench/*/fold_0/checkpoint_final.pth"))
+    assert len(checkpoints) == len(METHODS)
+    before = {path: path.stat().st_mtime_ns for path in checkpoints}
+
+    second = run(benchmarked["command"], benchmarked["env"])
+    results = json.loads((benchmarked["out"] / "results.json").read_text())
+    assert all(entry["status"] == "reused" for entry in results["methods"].values())
+    assert {path: path.stat().st_mtime_ns for path in checkpoints} == before
+    assert "ours: reused" in second
+    assert (benchmarked["out"] / "table1.csv").is_file()
+
+
+def test_other_budget_on_a_hand_trained_run_is_refused(benchmarked):
+    """A run without the benchmark's record (trained with nnUNetv2_train) is never overwritten silently."""
+    fold = next(Path(benchmarked["env"]["nnUNet_results"]).glob(
+        "Dataset903_SynBench/nnUNetTrainer__nnUNetPlans__2d/fold_0"))
+    (fold / "sam_benchmark_run.json").unlink()  # now it looks like an nnUNetv2_train run (debug.json: 2 x 3)
+    command = ["nnUNetv2_sam_benchmark", "-d", DATASET_ID, "--methods", "nnunet_2d", "--epochs", "5",
+               "--iterations", "3", "-o", benchmarked["root"] / "refused", "-device", "cpu"]
+    result = subprocess.run([str(c) for c in command], env=benchmarked["env"], capture_output=True, text=True)
+    assert result.returncode != 0
+    assert "trained outside the benchmark" in result.stderr and "--retrain" in result.stderr
+    # The budget nnU-Net's debug.json records (2 x 3): the run and its validation predictions are reused.
+    reused = run(["nnUNetv2_sam_benchmark", "-d", DATASET_ID, "--methods", "nnunet_2d", *BUDGET, "-o",
+                  benchmarked["root"] / "reused", "-device", "cpu", "--overlay-cases", "0"], benchmarked["env"])
+    assert "nnunet_2d: reused" in reused
