@@ -2,7 +2,7 @@
 
 BraTS-like folders with T1/T1ce/FLAIR rigidly misaligned against T2 -> nnUNetv2_sam_convert_brats
 (registration) -> nnUNetv2_sam_plan_and_preprocess (tiny backbone + tiny SAM checkpoint) ->
-nnUNetv2_train -tr SAMCrossModalTrainer_short -> nnUNetv2_sam_register + nnUNetv2_predict on held-out
+nnUNetv2_train (a short SAMCrossModalTrainer budget) -> nnUNetv2_sam_register + nnUNetv2_predict on held-out
 cases (the SAM checkpoint moved away first) -> predictions on the T2 grid, Dice above chance.
 """
 
@@ -11,6 +11,8 @@ from __future__ import annotations
 import json
 import shutil
 import subprocess
+import os
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -25,6 +27,7 @@ pytestmark = pytest.mark.slow
 DATASET_ID = "902"
 PHANTOM = {"shape_zyx": (24, 64, 64)}
 PLANS = ["-p", "nnUNetSAMPlans"]
+TRAINER = "SAMCrossModalTrainer_e2e"
 
 
 def run(command: list, env: dict) -> str:
@@ -48,8 +51,6 @@ def chance_dice(reference: np.ndarray, prediction: np.ndarray) -> float:
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
     """Convert, plan and train once for the tests of this module; returns paths and env."""
-    import os
-
     from nnunet_sam_adapter.cli.trainer_dir import trainer_dir
 
     root = tmp_path_factory.mktemp("e2e")
@@ -65,16 +66,33 @@ def trained(tmp_path_factory):
          "--register", "always", "-np", "2"], env)
     run(["nnUNetv2_sam_plan_and_preprocess", "-d", DATASET_ID, "--backbone", "tiny", "--checkpoint", checkpoint,
          "--input-size", "64", "--batch-size", "4", "--adapter-depth", "2", "-np", "2"], env)
-    log = run(["nnUNetv2_train", DATASET_ID, "2d", "0", "-tr", "SAMCrossModalTrainer_short", *PLANS,
-               "-device", "cpu"], env)
-    # The SAM file is only needed for training: move it away before any prediction.
-    shutil.move(str(checkpoint), str(root / "weights" / "moved_away.pth"))
-    return {"root": root, "env": env, "train_log": log}
+    # A test budget defined the way a user would (see trainers/sam_trainers_short.py): enough iterations
+    # for the tiny random encoder to beat chance reliably.
+    (root / "trainers").mkdir()
+    (root / "trainers" / "e2e_trainers.py").write_text(
+        "from nnunet_sam_adapter.trainers.sam_trainers import SAMCrossModalTrainer\n"
+        "from nnunet_sam_adapter.trainers.sam_trainers_short import make_budget_variant\n"
+        f"{TRAINER} = make_budget_variant(SAMCrossModalTrainer, 'e2e', 25, 12, 2)\n")
+    env["nnUNet_extTrainer"] += os.pathsep + str(root / "trainers")
+    log = run(["nnUNetv2_train", DATASET_ID, "2d", "0", "-tr", TRAINER, *PLANS, "-device", "cpu"], env)
+    return {"root": root, "env": env, "train_log": log, "checkpoint": checkpoint}
+
+
+@contextmanager
+def sam_checkpoint_moved_away(trained):
+    """Prediction and resuming must not need the SAM file: hide it meanwhile."""
+    checkpoint = trained["checkpoint"]
+    hidden = checkpoint.with_name("hidden.pth")
+    shutil.move(str(checkpoint), str(hidden))
+    try:
+        yield
+    finally:
+        shutil.move(str(hidden), str(checkpoint))
 
 
 def test_training_used_the_sam_checkpoint_and_logged_parameters(trained):
     results = Path(trained["env"]["nnUNet_results"])
-    fold = next(results.glob("Dataset902_SynE2E/SAMCrossModalTrainer_short__nnUNetSAMPlans__2d/fold_0"))
+    fold = next(results.glob(f"Dataset902_SynE2E/{TRAINER}__nnUNetSAMPlans__2d/fold_0"))
     assert (fold / "checkpoint_final.pth").is_file()
     log = "".join(p.read_text() for p in fold.glob("training_log_*.txt"))
     assert "tiny_sam.pth (tiny)" in log
@@ -90,8 +108,9 @@ def test_register_then_predict_new_cases(trained):
     inputs_before = {p: p.read_bytes() for p in (root / "new").rglob("*") if p.is_file()}
     run(["nnUNetv2_sam_register", "-i", root / "new", "-o", root / "new_nnunet", "-np", "2"], env)
     assert {p: p.read_bytes() for p in (root / "new").rglob("*") if p.is_file()} == inputs_before
-    run(["nnUNetv2_predict", "-i", root / "new_nnunet", "-o", root / "pred", "-d", DATASET_ID, "-c", "2d",
-         "-tr", "SAMCrossModalTrainer_short", *PLANS, "-f", "0", "-device", "cpu", "-npp", "1", "-nps", "1"], env)
+    with sam_checkpoint_moved_away(trained):
+        run(["nnUNetv2_predict", "-i", root / "new_nnunet", "-o", root / "pred", "-d", DATASET_ID, "-c", "2d",
+             "-tr", TRAINER, *PLANS, "-f", "0", "-device", "cpu", "-npp", "1", "-nps", "1"], env)
 
     scores, chance = [], []
     for case in new_cases:
@@ -116,14 +135,14 @@ def test_predict_from_modelfolder_and_missing_modality(trained):
     single.mkdir()
     for f in case_files:
         shutil.copy(f, single / f.name)
-    model = next(Path(env["nnUNet_results"]).glob("Dataset902_SynE2E/SAMCrossModalTrainer_short__nnUNetSAMPlans__2d"))
+    model = next(Path(env["nnUNet_results"]).glob(f"Dataset902_SynE2E/{TRAINER}__nnUNetSAMPlans__2d"))
     run(["nnUNetv2_predict_from_modelfolder", "-i", single, "-o", root / "pred_mf", "-m", model, "-f", "0",
          "-device", "cpu", "-npp", "1", "-nps", "1"], env)
     assert len(list((root / "pred_mf").glob("*.nii.gz"))) == 1
 
     (single / case_files[3].name).unlink()  # FLAIR gone
     result = subprocess.run(["nnUNetv2_predict", "-i", str(single), "-o", str(root / "pred_missing"), "-d",
-                             DATASET_ID, "-c", "2d", "-tr", "SAMCrossModalTrainer_short", *PLANS, "-f", "0",
+                             DATASET_ID, "-c", "2d", "-tr", TRAINER, *PLANS, "-f", "0",
                              "-device", "cpu", "-npp", "1", "-nps", "1"], env=env, capture_output=True, text=True)
     assert result.returncode != 0
     assert "missing a modality" in result.stdout + result.stderr
@@ -133,11 +152,13 @@ def test_resume_with_c_restores_the_trained_weights(trained):
     """`--c` on a finished run loads nnU-Net's checkpoint (after the trainer loaded SAM's weights), so
     re-running the validation reproduces the original validation Dice exactly."""
     env = trained["env"]
-    fold = next(Path(env["nnUNet_results"]).glob("Dataset902_SynE2E/SAMCrossModalTrainer_short__*/fold_0"))
-    before = json.loads((fold / "validation" / "summary.json").read_text())["foreground_mean"]["Dice"]
-    run(["nnUNetv2_train", DATASET_ID, "2d", "0", "-tr", "SAMCrossModalTrainer_short", *PLANS, "-device", "cpu",
-         "--c"], env)
-    after = json.loads((fold / "validation" / "summary.json").read_text())["foreground_mean"]["Dice"]
+    fold = next(Path(env["nnUNet_results"]).glob(f"Dataset902_SynE2E/{TRAINER}__*/fold_0"))
+    summary = fold / "validation" / "summary.json"
+    before, written = json.loads(summary.read_text())["foreground_mean"]["Dice"], summary.stat().st_mtime_ns
+    with sam_checkpoint_moved_away(trained):
+        run(["nnUNetv2_train", DATASET_ID, "2d", "0", "-tr", TRAINER, *PLANS, "-device", "cpu", "--c"], env)
+    assert summary.stat().st_mtime_ns != written, "validation was not re-run"
+    after = json.loads(summary.read_text())["foreground_mean"]["Dice"]
     assert after == pytest.approx(before, abs=1e-6)
 
 

@@ -34,6 +34,7 @@ class SAMCrossModalTrainer(nnUNetTrainer):
         self.enable_deep_supervision = False  # one output (as nnUNetTrainerNoDeepSupervision)
         self.initial_lr = 1e-3
         self.weight_decay = 1e-2
+        self._restoring_nnunet_checkpoint = False
 
     @classmethod
     def build_network_architecture(cls, plans_manager, configuration_manager, num_input_channels,
@@ -49,6 +50,12 @@ class SAMCrossModalTrainer(nnUNetTrainer):
         if was_initialized:
             return
         network = self._bare_network()
+        if self._restoring_nnunet_checkpoint:
+            # Every weight, frozen encoder included, comes from the nnU-Net checkpoint being loaded,
+            # so `--c` and `--val` work without the SAM file.
+            self.print_to_log_file("SAM weights: from the nnU-Net checkpoint being loaded")
+            self.print_to_log_file(format_parameter_report(parameter_report(network), type(self).__name__))
+            return
         settings = sam_settings(self.configuration_manager.configuration, self.plans_manager.plans_name)
         loaded = load_pretrained_or_warn(network.sam, settings.get("checkpoint"),
                                          settings.get("allow_random_encoder", False))
@@ -56,6 +63,13 @@ class SAMCrossModalTrainer(nnUNetTrainer):
         self.print_to_log_file(f"SAM weights: {loaded['path'] or 'RANDOM (explicit opt-in)'} "
                                f"({loaded['variant']}); resized: {', '.join(loaded['resized']) or 'none'}")
         self.print_to_log_file(format_parameter_report(parameter_report(network), type(self).__name__))
+
+    def load_checkpoint(self, filename_or_checkpoint) -> None:
+        self._restoring_nnunet_checkpoint = True
+        try:
+            super().load_checkpoint(filename_or_checkpoint)
+        finally:
+            self._restoring_nnunet_checkpoint = False
 
     def _bare_network(self) -> torch.nn.Module:
         network = self.network.module if isinstance(self.network, DDP) else self.network

@@ -19,8 +19,8 @@ from nnunet_sam_adapter.trainers.sam_trainers import (SAMCrossModalTrainer, SAME
 BUDGETS = {"debug": (2, 4, 2), "short": (10, 10, 3)}  # epochs, iterations/epoch, validation iterations
 
 
-def _with_budget(base: type, suffix: str) -> type:
-    epochs, iterations, val_iterations = BUDGETS[suffix]
+def make_budget_variant(base: type, suffix: str, epochs: int, iterations: int, val_iterations: int) -> type:
+    """`base` trainer with a fixed budget, named `<base>_<suffix>` (how nnU-Net names its own variants)."""
 
     # nnU-Net introspects this exact signature.
     def __init__(self, plans: dict, configuration: str, fold: int, dataset_json: dict,
@@ -37,6 +37,6 @@ def _with_budget(base: type, suffix: str) -> type:
 _BASES = (SAMCrossModalTrainer, SAMEarlyFusionTrainer, SAMSingleModalityT1Trainer, SAMSingleModalityT1ceTrainer,
           SAMSingleModalityT2Trainer, SAMSingleModalityFLAIRTrainer, nnUNetTrainer)
 for _base in _BASES:
-    for _suffix in BUDGETS:
-        _variant = _with_budget(_base, _suffix)
+    for _suffix, _budget in BUDGETS.items():
+        _variant = make_budget_variant(_base, _suffix, *_budget)
         globals()[_variant.__name__] = _variant
