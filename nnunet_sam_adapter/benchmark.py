@@ -252,9 +252,9 @@ def _attach_epoch_bar(trainer, bar: tqdm) -> None:
 
     def on_epoch_end_with_bar():
         on_epoch_end()
-        bar.update(1)
         with contextlib.suppress(Exception):
-            bar.set_postfix(loss=f"{trainer.logger.get_value('train_losses', step=-1):.3f}")
+            bar.set_postfix(loss=f"{trainer.logger.get_value('train_losses', step=-1):.3f}", refresh=False)
+        bar.update(1)
 
     trainer.on_epoch_end = on_epoch_end_with_bar
 
