@@ -29,6 +29,12 @@ def test_speed_benchmark_writes_table_and_json(tmp_path, capsys):
     assert page.startswith("# Performance") and table in page and "## GPU" in page
     assert "written:" in capsys.readouterr().out
 
+    # re-render from the saved JSON without measuring: same tables
+    main(["--from-json", str(tmp_path / "out" / "speed.json"), "-o", str(tmp_path / "again"),
+          "--docs", str(tmp_path / "again.md")])
+    assert (tmp_path / "again" / "speed.md").read_text() == table
+    assert (tmp_path / "again.md").read_text() == page
+
 
 def test_all_comparisons_have_rows():
     keys = [v.key for v in benchmark_variants(SpeedSettings(include_compile=True), resolve_device("cpu"))]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 
 from nnunet_sam_adapter.backbones import BACKBONE_NAMES
-from nnunet_sam_adapter.speed import SpeedSettings, run_benchmark
+from nnunet_sam_adapter.speed import SpeedSettings, render_saved_report, run_benchmark
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -30,6 +30,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--variant-timeout", type=int, default=defaults.variant_timeout_s, help="seconds per variant")
     parser.add_argument("-o", "--output", default="speed_results", help="folder for speed.json and speed.md")
     parser.add_argument("--docs", default=None, help="also write the performance page here (docs/performance.md)")
+    parser.add_argument("--from-json", default=None, metavar="SPEED_JSON",
+                        help="do not measure: re-render the tables (and --docs) from a saved speed.json")
     args = parser.parse_args(argv)
     settings = SpeedSettings(
         backbone=args.backbone, input_size=args.input_size, batch_size=args.batch_size,
@@ -37,7 +39,10 @@ def main(argv: list[str] | None = None) -> None:
         infer_steps=args.infer_steps, device=args.device, include_compile=args.include_compile,
         variant_timeout_s=args.variant_timeout, threads=args.threads,
         only=tuple(args.only) if args.only else None)
-    run_benchmark(settings, args.output, args.docs)
+    if args.from_json:
+        render_saved_report(args.from_json, args.output, args.docs)
+    else:
+        run_benchmark(settings, args.output, args.docs)
     print(open(f"{args.output}/speed.md").read())
     print(f"written: {args.output}/speed.json, {args.output}/speed.md" + (f", {args.docs}" if args.docs else ""))
 
