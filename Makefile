@@ -25,7 +25,7 @@ test: $(STAMP)
 	$(BIN)/python -m pytest -q
 
 speed: $(STAMP)
-	$(BIN)/nnUNetv2_sam_speed
+	$(BIN)/nnUNetv2_sam_speed --docs docs/performance.md
 
 clean:
 	rm -rf $(VENV) *.egg-info build demo_output
