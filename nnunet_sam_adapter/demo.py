@@ -43,8 +43,8 @@ class DemoSettings:
     batch_size: int = 4
     adapter_depth: int = 5       # half of LiteMedSAM's 10 TinyViT blocks (paper: 6 of ViT-B's 12)
     methods: tuple = ("ours", "early_fusion", "nnunet_2d")
-    epochs: int = 8
-    iterations: int = 8
+    epochs: int = 20
+    iterations: int = 10
     device: str = "cpu"
     num_processes: int = 2
 
@@ -58,10 +58,9 @@ def use_demo_folders(work_dir: Path) -> dict[str, str]:
         (work_dir / name).mkdir(parents=True, exist_ok=True)
         os.environ[name] = str((work_dir / name).resolve())
     os.environ["nnUNet_extTrainer"] = trainer_dir()
-    # Sized for 2 CPU cores: nnU-Net's defaults start 8 export workers, and each augmentation worker
-    # costs a torch import and competes with the training threads, so augmentation runs in-process.
+    # Sized for 2 CPU cores: nnU-Net's defaults start 8 export workers (each imports torch).
     os.environ.setdefault("nnUNet_def_n_proc", "2")
-    os.environ["nnUNet_n_proc_DA"] = "0"
+    os.environ.setdefault("nnUNet_n_proc_DA", "1")  # 0 breaks nnU-Net's planner (set_num_threads(0))
     os.environ.setdefault("nnUNet_compile", "false")
     return previous
 
@@ -175,6 +174,9 @@ def run_demo(settings: DemoSettings = DemoSettings()) -> DemoReport:
                                                      labels="whole_tumor", register="always",
                                                      num_processes=settings.num_processes))
     step("plan + preprocess", lambda: plan(settings, work_dir))
+    # Training: augmentation in-process; a background worker would cost a torch import and compete
+    # with the training threads on 2 cores.
+    os.environ["nnUNet_n_proc_DA"] = "0"
     results = step("benchmark", lambda: run_benchmark(
         settings.dataset_id, settings.methods, fold=0, budget=Budget(settings.epochs, settings.iterations),
         output_dir=work_dir / "benchmark", device=settings.device, mirroring=False, overlay_cases=2,
