@@ -94,30 +94,9 @@ def make_cases(settings: DemoSettings, work_dir: Path) -> Path:
     return brats
 
 
-def _sam_plan_settings(**kwargs):
-    """SAMPlanSettings. Works around `planning.backbone_depth`, which builds the backbone on the meta
-    device, where LiteMedSAM's TinyViT cannot be built (it calls .item()): reported; drop once fixed."""
-    from unittest import mock
-
-    from nnunet_sam_adapter import planning
-    from nnunet_sam_adapter.backbones import build_backbone
-
-    try:
-        return planning.SAMPlanSettings(**kwargs)
-    except RuntimeError as error:
-        if "meta" not in str(error):
-            raise
-
-    def depth_on_cpu(backbone: str, input_size: int) -> int:
-        return len(build_backbone(backbone, input_size, num_outputs=2).block_widths)
-
-    with mock.patch.object(planning, "backbone_depth", depth_on_cpu):
-        return planning.SAMPlanSettings(**kwargs)
-
-
 def plan(settings: DemoSettings, work_dir: Path) -> None:
     """SAM plans + stock 2d plans, preprocessed (skipped when done with the same settings)."""
-    from nnunet_sam_adapter.planning import plan_and_preprocess
+    from nnunet_sam_adapter.planning import SAMPlanSettings, plan_and_preprocess
 
     marker = work_dir / "plans.done.json"
     wanted = {"backbone": settings.backbone, "input_size": settings.input_size, "batch_size": settings.batch_size,
@@ -126,8 +105,8 @@ def plan(settings: DemoSettings, work_dir: Path) -> None:
     if _done(marker, wanted):
         return
     marker.unlink(missing_ok=True)
-    sam = _sam_plan_settings(backbone=settings.backbone, checkpoint=None, input_size=settings.input_size,
-                             batch_size=settings.batch_size, adapter_depth=settings.adapter_depth)
+    sam = SAMPlanSettings(backbone=settings.backbone, checkpoint=None, input_size=settings.input_size,
+                          batch_size=settings.batch_size, adapter_depth=settings.adapter_depth)
     log = work_dir / "logs" / "plan_and_preprocess.log"
     log.parent.mkdir(parents=True, exist_ok=True)
     with open(log, "w") as f, contextlib.redirect_stdout(f):  # nnU-Net prints every plan in full

@@ -9,9 +9,7 @@ from __future__ import annotations
 import os
 from dataclasses import asdict, dataclass
 
-import torch
-
-from nnunet_sam_adapter.backbones import BACKBONE_NAMES, build_backbone
+from nnunet_sam_adapter.backbones import BACKBONE_NAMES, VIT_CONFIGS, build_backbone
 from nnunet_sam_adapter.checkpoints import SAMCheckpointError
 from nnunet_sam_adapter.methods import CROSS_MODAL_CLASS
 from nnunet_sam_adapter.modalities import modality_channels, stream_channels
@@ -49,9 +47,11 @@ class SAMPlanSettings:
 
 
 def backbone_depth(backbone: str, input_size: int) -> int:
-    """Number of transformer blocks of a backbone (built on the meta device: no memory, no weights)."""
-    with torch.device("meta"):
-        return len(build_backbone(backbone, input_size, num_outputs=2).block_widths)
+    """Number of transformer blocks of a backbone."""
+    if backbone in VIT_CONFIGS:
+        return VIT_CONFIGS[backbone].depth
+    # LiteMedSAM: small enough to build on the CPU (its TinyViT cannot be built on the meta device).
+    return len(build_backbone(backbone, input_size, num_outputs=2).block_widths)
 
 
 def sam_2d_configuration(stock_plan: dict, settings: SAMPlanSettings, dataset_json: dict) -> dict:
