@@ -9,7 +9,7 @@ The networks take these as plain-string kwargs (they end up in nnU-Net plans, so
 'auto' is resolved per call from the input's device type to what `nnUNetv2_sam_speed` measured
 fastest (docs/performance.md); when a plan has none of these keys, 'auto' is what it gets:
 
-    CPU   SDPA; bf16 autocast only where the CPU has native bf16 instructions (AVX512-BF16 or AMX),
+    CPU   SAM attention (SDPA measured slower on CPU); bf16 autocast only where the CPU has native bf16 instructions (AVX512-BF16 or AMX),
           fp32 elsewhere (emulated bf16 is slower than fp32); no compile (minutes of compile time per
           shape on a few cores, and nnU-Net itself disables torch.compile on CPU).
     CUDA  SDPA (fused flash / memory-efficient kernels); bf16 autocast where supported, else fp16;
@@ -70,10 +70,11 @@ def cpu_capability() -> dict:
 
 
 def resolve_attention(mode: str, device: torch.device) -> str:
-    """'auto' -> 'sdpa' on CPU and CUDA, 'sam' elsewhere."""
+    """'auto' -> 'sdpa' on CUDA, 'sam' elsewhere: on CPU SAM's own attention measured faster
+    (docs/performance.md: SDPA 0.95x in fp32, slower again under bf16 autocast)."""
     if mode != "auto":
         return mode
-    return "sdpa" if device.type in ("cpu", "cuda") else "sam"
+    return "sdpa" if device.type == "cuda" else "sam"
 
 
 def resolve_autocast(mode: str, device: torch.device) -> torch.dtype | None:

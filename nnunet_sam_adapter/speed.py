@@ -76,13 +76,27 @@ def default_dtype_name(device: torch.device) -> str:
     return {None: "off", torch.bfloat16: "bf16", torch.float16: "fp16"}[dtype]
 
 
+ATTENTION_LABELS = {"sam": "SAM attention", "sdpa": "SDPA"}
+
+
+def fp32_key(attention: str) -> str:
+    """The batched fp32 row with this attention."""
+    return "batched" if attention == "sam" else "sdpa"
+
+
 def benchmark_variants(settings: SpeedSettings, device: torch.device) -> list[Variant]:
-    """The rows of the table, in order; the first is the reference the ratios are taken against."""
+    """The rows of the table, in order; the first is the reference the ratios are taken against.
+    Low-precision, checkpointing and compile rows use the attention the network default picks on
+    `device`; `low_precision_alt` repeats the low-precision row with the other attention, so (b) is
+    measured where the default runs."""
     fast = default_dtype_name(device)
     if fast == "off":  # no native low precision here: the bf16 row still shows what it would cost
         fast_label, low = "fp32", "bf16"
     else:
         fast_label, low = fast, fast
+    attention = resolve_attention("auto", device)
+    other = "sdpa" if attention == "sam" else "sam"
+    name = ATTENTION_LABELS
     plain = {"checkpoint_blocks": False, "compile": "off"}
     rows = [
         Variant("two_passes", "dual, two passes, SAM attention, fp32", "dual",
@@ -91,15 +105,18 @@ def benchmark_variants(settings: SpeedSettings, device: torch.device) -> list[Va
                 {**plain, "batched_streams": True, "attention": "sam", "autocast": "off"}),
         Variant("sdpa", "dual, batched, SDPA, fp32", "dual",
                 {**plain, "batched_streams": True, "attention": "sdpa", "autocast": "off"}),
-        Variant("low_precision", f"dual, batched, SDPA, {low} autocast", "dual",
-                {**plain, "batched_streams": True, "attention": "sdpa", "autocast": low}),
-        Variant("checkpointing", f"dual, batched, SDPA, {fast_label}, activation checkpointing", "dual",
-                {**plain, "batched_streams": True, "attention": "sdpa", "autocast": fast, "checkpoint_blocks": True}),
+        Variant("low_precision", f"dual, batched, {name[attention]}, {low} autocast", "dual",
+                {**plain, "batched_streams": True, "attention": attention, "autocast": low}),
+        Variant("low_precision_alt", f"dual, batched, {name[other]}, {low} autocast", "dual",
+                {**plain, "batched_streams": True, "attention": other, "autocast": low}),
+        Variant("checkpointing", f"dual, batched, {name[attention]}, {fast_label}, activation checkpointing", "dual",
+                {**plain, "batched_streams": True, "attention": attention, "autocast": fast, "checkpoint_blocks": True}),
     ]
     include_compile = settings.include_compile if settings.include_compile is not None else device.type == "cuda"
     if include_compile:
-        rows.append(Variant("compiled", f"dual, batched, SDPA, {fast_label}, torch.compile", "dual",
-                            {**plain, "batched_streams": True, "attention": "sdpa", "autocast": fast, "compile": "on"}))
+        rows.append(Variant("compiled", f"dual, batched, {name[attention]}, {fast_label}, torch.compile", "dual",
+                            {**plain, "batched_streams": True, "attention": attention, "autocast": fast,
+                             "compile": "on"}))
     rows += [
         Variant("early_fusion", "reference: early-fusion SAM (one stream), network defaults", "early_fusion", {}),
         Variant("nnunet", "reference: stock nnU-Net 2d PlainConvUNet", "nnunet", {}),
@@ -112,16 +129,20 @@ def benchmark_variants(settings: SpeedSettings, device: torch.device) -> list[Va
     return rows
 
 
-# (numerator, denominator, what the ratio answers)
-COMPARISONS = [
-    ("batched", "two_passes", "(a) batched streams vs two passes"),
-    ("sdpa", "batched", "(b) SDPA vs SAM attention"),
-    ("low_precision", "sdpa", "(c) low-precision autocast vs fp32"),
-    ("compiled", None, "(d) torch.compile vs eager"),
-    ("checkpointing", None, "(e) activation checkpointing vs none"),
-    ("early_fusion", None, "reference: early fusion vs ours (defaults)"),
-    ("nnunet", None, "reference: stock nnU-Net 2d vs ours (defaults)"),
-]
+def comparisons(attention: str) -> list[tuple[str, str | None, str]]:
+    """(numerator, denominator, what the ratio answers); denominator None = the network-defaults row."""
+    sdpa_low, sam_low = ("low_precision", "low_precision_alt") if attention == "sdpa" else \
+        ("low_precision_alt", "low_precision")
+    return [
+        ("batched", "two_passes", "(a) batched streams vs two passes"),
+        ("sdpa", "batched", "(b) SDPA vs SAM attention, fp32"),
+        (sdpa_low, sam_low, "(b) SDPA vs SAM attention, low-precision autocast"),
+        ("low_precision", fp32_key(attention), "(c) low-precision autocast vs fp32"),
+        ("compiled", None, "(d) torch.compile vs eager"),
+        ("checkpointing", None, "(e) activation checkpointing vs none"),
+        ("early_fusion", None, "reference: early fusion vs ours (defaults)"),
+        ("nnunet", None, "reference: stock nnU-Net 2d vs ours (defaults)"),
+    ]
 
 
 def plain_conv_unet_architecture(patch_size: int, input_channels: int) -> dict:
@@ -333,9 +354,9 @@ def environment(device: torch.device, settings: SpeedSettings) -> dict:
     return info
 
 
-def _ratios(results: dict[str, dict], default_key: str) -> list[dict]:
+def _ratios(results: dict[str, dict], default_key: str, attention: str) -> list[dict]:
     rows = []
-    for numerator, denominator, question in COMPARISONS:
+    for numerator, denominator, question in comparisons(attention):
         denominator = denominator or default_key  # (d), (e) and the references: against the defaults row
         a, b = results.get(numerator), results.get(denominator)
         if not a or not b or "error" in a or "error" in b:
@@ -367,14 +388,15 @@ def run_benchmark(settings: SpeedSettings, output_dir: str | os.PathLike, docs_p
         progress(f"      {r['error']}" if "error" in r else
                  f"      train {r['train_images_per_s']:.3f} img/s, infer {r['infer_images_per_s']:.3f} img/s, "
                  f"peak {r['train_peak_mb']:.0f}/{r['infer_peak_mb']:.0f} MB")
-    default_key = "sdpa" if default_dtype_name(device) == "off" else "low_precision"
+    attention = resolve_attention("auto", device)
+    default_key = fp32_key(attention) if default_dtype_name(device) == "off" else "low_precision"
     report = {
         "environment": env, "settings": asdict(settings), "reference": variants[0].key,
         "network_defaults": {"device": device.type, "attention": resolve_attention("auto", device),
                              "autocast": default_dtype_name(device),
                              "compile": "on" if resolve_compile("auto", device) else "off",
                              "checkpoint_blocks": False, "batched_streams": True, "row": default_key},
-        "variants": [results[v.key] for v in variants], "comparisons": _ratios(results, default_key),
+        "variants": [results[v.key] for v in variants], "comparisons": _ratios(results, default_key, attention),
         "total_wall_s": time.perf_counter() - start,
     }
     report["environment"]["load_average_at_end"] = os.getloadavg() if hasattr(os, "getloadavg") else None

@@ -68,8 +68,8 @@ def test_network_sdpa_equals_sam_attention_outputs_and_grads():
 
 def test_auto_resolution(monkeypatch):
     cpu, cuda, mps = torch.device("cpu"), torch.device("cuda"), torch.device("mps")
-    assert execution.resolve_attention("auto", cpu) == "sdpa" == execution.resolve_attention("auto", cuda)
-    assert execution.resolve_attention("auto", mps) == "sam"
+    assert execution.resolve_attention("auto", cuda) == "sdpa"
+    assert execution.resolve_attention("auto", cpu) == "sam" == execution.resolve_attention("auto", mps)
     assert execution.resolve_attention("sam", cpu) == "sam"
     monkeypatch.setattr(execution, "cpu_flags", lambda: frozenset({"avx2", "avx512f"}))
     assert execution.resolve_autocast("auto", cpu) is None  # emulated bf16 would be slower than fp32

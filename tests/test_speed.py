@@ -5,7 +5,8 @@ import json
 import pytest
 
 from nnunet_sam_adapter.cli.speed import main
-from nnunet_sam_adapter.speed import SpeedSettings, benchmark_variants, plain_conv_unet_architecture, resolve_device
+from nnunet_sam_adapter.speed import (SpeedSettings, benchmark_variants, comparisons, plain_conv_unet_architecture,
+                                      resolve_device)
 
 
 def test_speed_benchmark_writes_table_and_json(tmp_path, capsys):
@@ -38,8 +39,10 @@ def test_speed_benchmark_writes_table_and_json(tmp_path, capsys):
 
 def test_all_comparisons_have_rows():
     keys = [v.key for v in benchmark_variants(SpeedSettings(include_compile=True), resolve_device("cpu"))]
-    assert keys == ["two_passes", "batched", "sdpa", "low_precision", "checkpointing", "compiled",
-                    "early_fusion", "nnunet"]
+    assert keys == ["two_passes", "batched", "sdpa", "low_precision", "low_precision_alt", "checkpointing",
+                    "compiled", "early_fusion", "nnunet"]
+    compared = {key for numerator, denominator, _ in comparisons("sam") for key in (numerator, denominator)}
+    assert compared - {None} <= set(keys)
     with pytest.raises(ValueError, match="unknown variants"):
         benchmark_variants(SpeedSettings(only=("warp",)), resolve_device("cpu"))
 
