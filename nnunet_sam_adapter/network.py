@@ -131,7 +131,9 @@ class SAMCrossModalNetwork(_SAMSegmentationNetwork):
         stream_channels: ((T1-based channel indices), (T2-based channel indices)); the planner fills it
             from dataset.json channel names.
         batched_streams: run both streams through each frozen block as one 2B batch (default) instead
-            of two passes; same result, one kernel launch per block.
+            of two passes; same result, one kernel launch per block (DESIGN.md section 1). On 2 CPU
+            cores the two are within measurement noise (docs/performance.md); the batch pays off
+            where kernels are launch-bound (GPU).
         checkpoint_blocks: activation checkpointing of the frozen blocks (memory vs speed).
         attention, autocast, compile: execution policy, 'auto' = fastest measured for the input's
             device (see `execution`); 'sam' / 'off' / 'off' is the plain reference path.
