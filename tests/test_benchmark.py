@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from nnunet_sam_adapter.synthetic import write_brats_dataset
+from console import nnunet_env_in, run
 from sam_checkpoint_factory import write_tiny_sam_checkpoint
 
 pytestmark = pytest.mark.slow
@@ -19,13 +20,6 @@ pytestmark = pytest.mark.slow
 DATASET_ID = "903"
 METHODS = ["ours", "early_fusion", "nnunet_2d"]
 BUDGET = ["--epochs", "2", "--iterations", "3"]
-
-
-def run(command: list, env: dict) -> str:
-    result = subprocess.run([str(c) for c in command], env=env, capture_output=True, text=True)
-    output = result.stdout + result.stderr
-    assert result.returncode == 0, f"{command[0]} failed ({result.returncode}):\n{output[-4000:]}"
-    return output
 
 
 def read_csv(path: Path) -> list[dict]:
@@ -36,16 +30,8 @@ def read_csv(path: Path) -> list[dict]:
 @pytest.fixture(scope="module")
 def benchmarked(tmp_path_factory):
     """Convert, plan and run the benchmark once; returns paths, env and the console output."""
-    import os
-
-    from nnunet_sam_adapter.cli.trainer_dir import trainer_dir
-
     root = tmp_path_factory.mktemp("benchmark")
-    env = dict(os.environ)
-    for name in ("nnUNet_raw", "nnUNet_preprocessed", "nnUNet_results"):
-        (root / name).mkdir()
-        env[name] = str(root / name)
-    env["nnUNet_extTrainer"] = trainer_dir()
+    env = nnunet_env_in(root)
     write_brats_dataset(root / "brats", n_cases=6, seed=3, shape_zyx=(16, 64, 64), misalign=False)
     checkpoint = write_tiny_sam_checkpoint(root / "tiny_sam.pth", randomize=False)
     run(["nnUNetv2_sam_convert_brats", "-i", root / "brats", "-d", DATASET_ID, "-n", "SynBench",

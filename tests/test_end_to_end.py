@@ -9,9 +9,9 @@ cases (the SAM checkpoint moved away first) -> predictions on the T2 grid, Dice 
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
-import os
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -20,6 +20,7 @@ import pytest
 import SimpleITK as sitk
 
 from nnunet_sam_adapter.synthetic import write_brats_dataset
+from console import nnunet_env_in, run
 from sam_checkpoint_factory import write_tiny_sam_checkpoint
 
 pytestmark = pytest.mark.slow
@@ -28,13 +29,6 @@ DATASET_ID = "902"
 PHANTOM = {"shape_zyx": (24, 64, 64)}
 PLANS = ["-p", "nnUNetSAMPlans"]
 TRAINER = "SAMCrossModalTrainer_e2e"
-
-
-def run(command: list, env: dict) -> str:
-    result = subprocess.run([str(c) for c in command], env=env, capture_output=True, text=True)
-    output = result.stdout + result.stderr
-    assert result.returncode == 0, f"{command[0]} failed ({result.returncode}):\n{output[-4000:]}"
-    return output
 
 
 def dice(reference: np.ndarray, prediction: np.ndarray) -> float:
@@ -51,14 +45,8 @@ def chance_dice(reference: np.ndarray, prediction: np.ndarray) -> float:
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
     """Convert, plan and train once for the tests of this module; returns paths and env."""
-    from nnunet_sam_adapter.cli.trainer_dir import trainer_dir
-
     root = tmp_path_factory.mktemp("e2e")
-    env = dict(os.environ)
-    for name in ("nnUNet_raw", "nnUNet_preprocessed", "nnUNet_results"):
-        (root / name).mkdir()
-        env[name] = str(root / name)
-    env["nnUNet_extTrainer"] = trainer_dir()
+    env = nnunet_env_in(root)
     write_brats_dataset(root / "brats", n_cases=6, seed=11, **PHANTOM)
     checkpoint = write_tiny_sam_checkpoint(root / "weights" / "tiny_sam.pth", randomize=False)
 

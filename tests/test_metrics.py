@@ -1,13 +1,14 @@
 """Dice / HD95 on hand-checkable masks, empty-mask conventions, regions, the slice protocol, and agreement
 with independent computations (SimpleITK overlap filter, scipy distance transform) on real BraTS labels."""
 import math
-import os
 from pathlib import Path
 
 import numpy as np
 import pytest
 import SimpleITK as sitk
 from scipy import ndimage
+
+from real_data import REAL_DATA
 
 from nnunet_sam_adapter.metrics import (
     case_metrics,
@@ -189,13 +190,8 @@ def test_summarize_mean_std_median_count():
 # --- agreement with independent computations on real BraTS labels --------------------------------------
 
 
-def real_data_dir() -> Path:
-    env = os.environ.get("NNSAM_REAL_DATA")
-    return Path(env) if env else Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "real"
-
-
 def real_segmentation() -> Path:
-    folder = real_data_dir()
+    folder = REAL_DATA
     candidates = sorted(folder.glob("*/*/*_seg.nii.gz")) if folder.is_dir() else []
     if not candidates:
         pytest.skip(f"real BraTS segmentations (*/*/*_seg.nii.gz) not found under {folder} (set NNSAM_REAL_DATA)")
