@@ -7,13 +7,12 @@ module by its plain name from `nnUNet_extTrainer`, so it uses absolute imports o
 from __future__ import annotations
 
 import torch
-from nnunetv2.training.lr_scheduler.polylr import PolyLRScheduler
-from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
 
 from nnunet_sam_adapter.monai_baselines import build_monai_baseline
+from nnunet_sam_adapter.single_output_trainer import SingleOutputAdamWTrainer
 
 
-class _MONAIBaselineTrainer(nnUNetTrainer):
+class _MONAIBaselineTrainer(SingleOutputAdamWTrainer):
     """nnU-Net pipeline (data, augmentation, Dice + CE loss, inference) around a MONAI network.
 
     One output, so deep supervision is off. AdamW lr 1e-4, weight decay 1e-5 with nnU-Net's poly
@@ -26,7 +25,6 @@ class _MONAIBaselineTrainer(nnUNetTrainer):
     def __init__(self, plans: dict, configuration: str, fold: int, dataset_json: dict,
                  device: torch.device = torch.device("cuda")):
         super().__init__(plans, configuration, fold, dataset_json, device)
-        self.enable_deep_supervision = False
         self.initial_lr = 1e-4
         self.weight_decay = 1e-5
 
@@ -35,13 +33,6 @@ class _MONAIBaselineTrainer(nnUNetTrainer):
                                    num_output_channels, enable_deep_supervision: bool = False) -> torch.nn.Module:
         return build_monai_baseline(cls.baseline, configuration_manager.patch_size, num_input_channels,
                                     num_output_channels)
-
-    def configure_optimizers(self):
-        optimizer = torch.optim.AdamW(self.network.parameters(), lr=self.initial_lr, weight_decay=self.weight_decay)
-        return optimizer, PolyLRScheduler(optimizer, self.initial_lr, self.num_epochs)
-
-    def set_deep_supervision_enabled(self, enabled: bool):
-        """No-op: single-output networks (nnU-Net toggles this around validation)."""
 
 
 class MONAISwinUNETR2DTrainer(_MONAIBaselineTrainer):

@@ -8,17 +8,16 @@ nothing more; the logic lives in nnunet_sam_adapter.
 from __future__ import annotations
 
 import torch
-from nnunetv2.training.lr_scheduler.polylr import PolyLRScheduler
-from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
 from torch._dynamo import OptimizedModule
 from torch.nn.parallel import DistributedDataParallel as DDP
 
 from nnunet_sam_adapter.checkpoints import load_pretrained_or_warn
 from nnunet_sam_adapter.methods import build_method_network, sam_settings
 from nnunet_sam_adapter.network import format_parameter_report, parameter_report
+from nnunet_sam_adapter.single_output_trainer import SingleOutputAdamWTrainer
 
 
-class SAMCrossModalTrainer(nnUNetTrainer):
+class SAMCrossModalTrainer(SingleOutputAdamWTrainer):
     """The paper's method: frozen SAM encoder, cross-modality adapters, prompt-free mask decoder.
 
     Paper setup: AdamW, lr 1e-3, Dice + CE loss (nnU-Net's DC_and_CE_loss is eq. 3 with weights 1, 1).
@@ -31,7 +30,6 @@ class SAMCrossModalTrainer(nnUNetTrainer):
                  device: torch.device = torch.device("cuda")):
         super().__init__(plans, configuration, fold, dataset_json, device)
         sam_settings(self.configuration_manager.configuration, self.plans_manager.plans_name)
-        self.enable_deep_supervision = False  # one output (as nnUNetTrainerNoDeepSupervision)
         self.initial_lr = 1e-3
         self.weight_decay = 1e-2
         self._restoring_nnunet_checkpoint = False
@@ -74,14 +72,6 @@ class SAMCrossModalTrainer(nnUNetTrainer):
     def _bare_network(self) -> torch.nn.Module:
         network = self.network.module if isinstance(self.network, DDP) else self.network
         return network._orig_mod if isinstance(network, OptimizedModule) else network
-
-    def configure_optimizers(self):
-        trainable = [p for p in self.network.parameters() if p.requires_grad]
-        optimizer = torch.optim.AdamW(trainable, lr=self.initial_lr, weight_decay=self.weight_decay)
-        return optimizer, PolyLRScheduler(optimizer, self.initial_lr, self.num_epochs)
-
-    def set_deep_supervision_enabled(self, enabled: bool):
-        """No-op: the SAM networks have a single output (nnU-Net toggles this around validation)."""
 
 
 class SAMEarlyFusionTrainer(SAMCrossModalTrainer):
