@@ -15,10 +15,12 @@ import inspect
 
 from torch import nn
 
-from nnunet_sam_adapter.modalities import MODALITIES
-from nnunet_sam_adapter.network import SAMCrossModalNetwork, SAMSingleStreamNetwork
+from nnunet_sam_adapter.model.modalities import MODALITIES
+from nnunet_sam_adapter.model.network import SAMCrossModalNetwork, SAMSingleStreamNetwork
 
 CROSS_MODAL_CLASS = f"{SAMCrossModalNetwork.__module__}.{SAMCrossModalNetwork.__qualname__}"
+# Plans written before the package was split into stage folders name this path (still importable).
+LEGACY_CROSS_MODAL_CLASSES = ("nnunet_sam_adapter.network.SAMCrossModalNetwork",)
 SAM_METHODS = ("ours", "early_fusion", *MODALITIES)
 
 
@@ -28,7 +30,8 @@ class SAMPlansError(ValueError):
 
 def sam_settings(configuration: dict, plans_name: str = "") -> dict:
     """The planner's 'sam' block of a configuration: backbone, checkpoint, modality_channels, ..."""
-    if "sam" not in configuration or configuration.get("architecture", {}).get("network_class_name") != CROSS_MODAL_CLASS:
+    network_class = configuration.get("architecture", {}).get("network_class_name")
+    if "sam" not in configuration or network_class not in (CROSS_MODAL_CLASS, *LEGACY_CROSS_MODAL_CLASSES):
         raise SAMPlansError(
             f"plans {plans_name or '(unnamed)'} have no SAM configuration: SAM trainers need the plans written "
             f"by nnUNetv2_sam_plan_and_preprocess (pass -p nnUNetSAMPlans to nnUNetv2_train / nnUNetv2_predict)")

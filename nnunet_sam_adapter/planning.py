@@ -9,10 +9,10 @@ from __future__ import annotations
 import os
 from dataclasses import asdict, dataclass
 
-from nnunet_sam_adapter.backbones import BACKBONE_NAMES, VIT_CONFIGS, build_backbone
-from nnunet_sam_adapter.checkpoints import SAMCheckpointError
+from nnunet_sam_adapter.model.backbones import BACKBONE_NAMES, VIT_CONFIGS, build_backbone
+from nnunet_sam_adapter.model.checkpoints import SAMCheckpointError
 from nnunet_sam_adapter.methods import CROSS_MODAL_CLASS
-from nnunet_sam_adapter.modalities import modality_channels, stream_channels
+from nnunet_sam_adapter.model.modalities import modality_channels, stream_channels
 
 SAM_PLANS_NAME = "nnUNetSAMPlans"
 STOCK_PLANS_NAME = "nnUNetPlans"

@@ -25,8 +25,8 @@ from pathlib import Path
 import numpy as np
 import SimpleITK as sitk
 
-from nnunet_sam_adapter import conversion
-from nnunet_sam_adapter import registration as reg
+from nnunet_sam_adapter.data import conversion
+from nnunet_sam_adapter.data import registration as reg
 
 REAL = Path(os.environ.get("NNSAM_REAL_DATA") or Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "real")
 

@@ -18,7 +18,7 @@ import torch
 from segment_anything.modeling import ImageEncoderViT, MaskDecoder, PromptEncoder, Sam, TwoWayTransformer
 from torch import nn
 
-from nnunet_sam_adapter.backbones import VIT_CONFIGS
+from nnunet_sam_adapter.model.backbones import VIT_CONFIGS
 
 SAM_PRETRAIN_SIZE = 1024
 

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from nnunet_sam_adapter.synthetic import write_brats_dataset
+from nnunet_sam_adapter.data.synthetic import write_brats_dataset
 from console import nnunet_env_in, run
 from sam_checkpoint_factory import write_tiny_sam_checkpoint
 

@@ -5,8 +5,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from nnunet_sam_adapter.backbones import VIT_CONFIGS, build_backbone
-from nnunet_sam_adapter.checkpoints import (
+from nnunet_sam_adapter.model.backbones import VIT_CONFIGS, build_backbone
+from nnunet_sam_adapter.model.checkpoints import (
     SAMCheckpointError,
     describe_checkpoint,
     load_pretrained_or_warn,

@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 
-from nnunet_sam_adapter import conversion
-from nnunet_sam_adapter.synthetic import make_phantom_case, write_brats_dataset
+from nnunet_sam_adapter.data import conversion
+from nnunet_sam_adapter.data.synthetic import make_phantom_case, write_brats_dataset
 from real_data import real_folder
 
 BIN = Path(sys.executable).parent
@@ -65,7 +65,7 @@ def test_convert_2021_whole_tumor_registered_idempotent(tmp_path):
         assert {"final_metric", "translation_mm", "seconds"} <= set(entry)
     assert report["modalities"]["t2"]["registered"] is False
     # registered T1 now matches T2's anatomy: head masks agree
-    from nnunet_sam_adapter.registration import alignment_check
+    from nnunet_sam_adapter.data.registration import alignment_check
     t2 = sitk.ReadImage(str(dataset / "imagesTr" / f"{ids[0]}_0002.nii.gz"))
     t1 = sitk.ReadImage(str(dataset / "imagesTr" / f"{ids[0]}_0000.nii.gz"))
     assert alignment_check(t2, t1)["centroid_shift_mm"] < 0.5

@@ -19,7 +19,7 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 
-from nnunet_sam_adapter.synthetic import write_brats_dataset
+from nnunet_sam_adapter.data.synthetic import write_brats_dataset
 from console import nnunet_env_in, run
 from sam_checkpoint_factory import write_tiny_sam_checkpoint
 

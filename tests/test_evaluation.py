@@ -12,7 +12,7 @@ import pytest
 import SimpleITK as sitk
 
 from nnunet_sam_adapter.cli.evaluate import main
-from nnunet_sam_adapter.evaluation import EvaluationError, evaluate_folders
+from nnunet_sam_adapter.evaluation.folders import EvaluationError, evaluate_folders
 
 SPACING_XYZ = (0.5, 1.0, 2.0)  # SimpleITK order; numpy (z, y, x) spacing is (2.0, 1.0, 0.5)
 REGION_DATASET_JSON = {

@@ -8,9 +8,9 @@ import pytest
 import torch
 from segment_anything.modeling.image_encoder import Attention
 
-from nnunet_sam_adapter import execution
-from nnunet_sam_adapter.attention import SDPAAttention, use_sdpa_attention
-from nnunet_sam_adapter.network import SAMCrossModalNetwork, SAMSingleStreamNetwork
+from nnunet_sam_adapter.model import execution
+from nnunet_sam_adapter.model.attention import SDPAAttention, use_sdpa_attention
+from nnunet_sam_adapter.model.network import SAMCrossModalNetwork, SAMSingleStreamNetwork
 
 
 def relative_error(a: torch.Tensor, b: torch.Tensor) -> float:

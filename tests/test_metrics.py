@@ -10,7 +10,7 @@ from scipy import ndimage
 
 from real_data import REAL_DATA
 
-from nnunet_sam_adapter.metrics import (
+from nnunet_sam_adapter.evaluation.metrics import (
     case_metrics,
     classes_from_dataset_json,
     empty_mask_penalty_mm,

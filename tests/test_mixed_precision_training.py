@@ -13,8 +13,8 @@ within that spread is "the same Dice"; a broken bf16 path (overflow, lost gradie
 import pytest
 import torch
 
-from nnunet_sam_adapter.execution import cpu_has_native_bf16
-from nnunet_sam_adapter.network import SAMCrossModalNetwork
+from nnunet_sam_adapter.model.execution import cpu_has_native_bf16
+from nnunet_sam_adapter.model.network import SAMCrossModalNetwork
 
 SIZE, BATCH, STEPS, LR = 64, 8, 40, 3e-3
 

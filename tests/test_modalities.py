@@ -1,7 +1,7 @@
 """dataset.json channel names -> the T1-based / T2-based streams."""
 import pytest
 
-from nnunet_sam_adapter.modalities import (
+from nnunet_sam_adapter.model.modalities import (
     ModalityError,
     canonical_modality,
     modality_channels,

@@ -5,9 +5,9 @@ import copy
 import pytest
 import torch
 
-from nnunet_sam_adapter.backbones import upsample_logits
-from nnunet_sam_adapter.checkpoints import litemedsam_checkpoint_path, load_sam_checkpoint
-from nnunet_sam_adapter.network import (
+from nnunet_sam_adapter.model.backbones import upsample_logits
+from nnunet_sam_adapter.model.checkpoints import litemedsam_checkpoint_path, load_sam_checkpoint
+from nnunet_sam_adapter.model.network import (
     SAMCrossModalNetwork,
     SAMSingleStreamNetwork,
     parameter_breakdown,

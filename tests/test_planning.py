@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from nnunet_sam_adapter.checkpoints import SAMCheckpointError
+from nnunet_sam_adapter.model.checkpoints import SAMCheckpointError
 from nnunet_sam_adapter.methods import CROSS_MODAL_CLASS, SAMPlansError, build_method_network, sam_settings
-from nnunet_sam_adapter.modalities import ModalityError
-from nnunet_sam_adapter.network import SAMCrossModalNetwork, SAMSingleStreamNetwork
+from nnunet_sam_adapter.model.modalities import ModalityError
+from nnunet_sam_adapter.model.network import SAMCrossModalNetwork, SAMSingleStreamNetwork
 from nnunet_sam_adapter.planning import SAMPlanSettings, backbone_depth, sam_2d_configuration
 
 STOCK_2D = {"data_identifier": "nnUNetSAMPlans_2d", "batch_size": 12, "patch_size": [192, 160],

@@ -5,8 +5,8 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 
-from nnunet_sam_adapter import registration as reg
-from nnunet_sam_adapter.synthetic import make_phantom_case, rigid_transform_from_params
+from nnunet_sam_adapter.data import registration as reg
+from nnunet_sam_adapter.data.synthetic import make_phantom_case, rigid_transform_from_params
 from real_data import real_folder
 
 

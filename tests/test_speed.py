@@ -5,7 +5,7 @@ import json
 import pytest
 
 from nnunet_sam_adapter.cli.speed import main
-from nnunet_sam_adapter.speed import (SpeedSettings, benchmark_variants, comparisons, plain_conv_unet_architecture,
+from nnunet_sam_adapter.speed.benchmark import (SpeedSettings, benchmark_variants, comparisons, plain_conv_unet_architecture,
                                       resolve_device)
 
 

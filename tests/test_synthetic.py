@@ -2,7 +2,7 @@
 import numpy as np
 import SimpleITK as sitk
 
-from nnunet_sam_adapter.synthetic import MODALITIES, make_phantom_case, rigid_transform_from_params, write_brats_dataset
+from nnunet_sam_adapter.data.synthetic import MODALITIES, make_phantom_case, rigid_transform_from_params, write_brats_dataset
 
 
 def _mean(image, mask):

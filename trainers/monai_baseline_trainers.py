@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import torch
 
-from nnunet_sam_adapter.monai_baselines import build_monai_baseline
-from nnunet_sam_adapter.single_output_trainer import SingleOutputAdamWTrainer
+from nnunet_sam_adapter.model.monai_baselines import build_monai_baseline
+from nnunet_sam_adapter.training.single_output_trainer import SingleOutputAdamWTrainer
 
 
 class _MONAIBaselineTrainer(SingleOutputAdamWTrainer):

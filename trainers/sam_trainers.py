@@ -11,10 +11,10 @@ import torch
 from torch._dynamo import OptimizedModule
 from torch.nn.parallel import DistributedDataParallel as DDP
 
-from nnunet_sam_adapter.checkpoints import load_pretrained_or_warn
+from nnunet_sam_adapter.model.checkpoints import load_pretrained_or_warn
 from nnunet_sam_adapter.methods import build_method_network, sam_settings
-from nnunet_sam_adapter.network import format_parameter_report, parameter_report
-from nnunet_sam_adapter.single_output_trainer import SingleOutputAdamWTrainer
+from nnunet_sam_adapter.model.network import format_parameter_report, parameter_report
+from nnunet_sam_adapter.training.single_output_trainer import SingleOutputAdamWTrainer
 
 
 class SAMCrossModalTrainer(SingleOutputAdamWTrainer):

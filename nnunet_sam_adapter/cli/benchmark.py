@@ -8,7 +8,7 @@ import sys
 
 
 def main(argv: list[str] | None = None) -> None:
-    from nnunet_sam_adapter.benchmark import DEFAULT_METHODS, METHODS, OPTIONAL_METHODS
+    from nnunet_sam_adapter.benchmark.runner import DEFAULT_METHODS, METHODS, OPTIONAL_METHODS
 
     parser = argparse.ArgumentParser(
         prog="nnUNetv2_sam_benchmark", description=__doc__.split("\n\n")[0].split(": ", 1)[1],
@@ -36,7 +36,7 @@ def main(argv: list[str] | None = None) -> None:
     if unknown:
         parser.error(f"unknown method(s) {', '.join(unknown)}; choose from {', '.join(METHODS)} or 'all'")
 
-    from nnunet_sam_adapter.benchmark import BenchmarkError, Budget, run_benchmark
+    from nnunet_sam_adapter.benchmark.runner import BenchmarkError, Budget, run_benchmark
 
     try:
         results = run_benchmark(args.d, methods, args.f, Budget(args.epochs, args.iterations), args.o, args.device,

@@ -40,7 +40,7 @@ def main(argv=None) -> None:
                         help="convert the good cases and list the bad ones (also in skipped_cases.json)")
     args = parser.parse_args(argv)
 
-    from nnunet_sam_adapter.conversion import ConversionError, convert_brats
+    from nnunet_sam_adapter.data.conversion import ConversionError, convert_brats
 
     try:
         summary = convert_brats(args.input, args.dataset_id, args.name, labels=args.labels, register=args.register,

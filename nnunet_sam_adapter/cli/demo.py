@@ -8,7 +8,7 @@ import time
 
 
 def main(argv: list[str] | None = None) -> None:
-    from nnunet_sam_adapter.demo import DemoSettings
+    from nnunet_sam_adapter.benchmark.demo import DemoSettings
 
     defaults = DemoSettings()
     parser = argparse.ArgumentParser(prog="nnUNetv2_sam_demo", description=__doc__.split(": ", 1)[1])
@@ -21,7 +21,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("-device", default=defaults.device, choices=("cpu", "cuda"))
     args = parser.parse_args(argv)
 
-    from nnunet_sam_adapter.demo import run_demo
+    from nnunet_sam_adapter.benchmark.demo import run_demo
 
     settings = DemoSettings(work_dir=args.o, epochs=args.epochs, iterations=args.iterations,
                             methods=tuple(args.methods), device=args.device)

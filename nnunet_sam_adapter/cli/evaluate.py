@@ -4,7 +4,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from nnunet_sam_adapter.evaluation import DEFAULT_OUTPUT_SUBDIR, EvaluationError, evaluate_folders, format_summary_table
+from nnunet_sam_adapter.evaluation.folders import DEFAULT_OUTPUT_SUBDIR, EvaluationError, evaluate_folders, format_summary_table
 
 
 def main(argv: list[str] | None = None) -> None:

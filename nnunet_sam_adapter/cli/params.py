@@ -5,8 +5,8 @@ from __future__ import annotations
 import argparse
 import json
 
-from nnunet_sam_adapter.backbones import BACKBONE_NAMES
-from nnunet_sam_adapter.network import method_parameter_reports
+from nnunet_sam_adapter.model.backbones import BACKBONE_NAMES
+from nnunet_sam_adapter.model.network import method_parameter_reports
 
 PARTS = ("image encoder", "stems", "adapters", "mask decoder", "prompt embedding")
 PAPER_NOTE = (

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import argparse
 
-from nnunet_sam_adapter.backbones import BACKBONE_NAMES
-from nnunet_sam_adapter.checkpoints import CHECKPOINT_ENV_VAR
+from nnunet_sam_adapter.model.backbones import BACKBONE_NAMES
+from nnunet_sam_adapter.model.checkpoints import CHECKPOINT_ENV_VAR
 
 
 def main(argv=None) -> None:

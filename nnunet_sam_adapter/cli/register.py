@@ -20,7 +20,7 @@ def main(argv=None) -> None:
     parser.add_argument("--skip-bad", action="store_true", help="register the good cases and list the bad ones")
     args = parser.parse_args(argv)
 
-    from nnunet_sam_adapter.conversion import ConversionError, register_cases
+    from nnunet_sam_adapter.data.conversion import ConversionError, register_cases
 
     try:
         summary = register_cases(args.input, args.output, register=args.register,

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import argparse
 
-from nnunet_sam_adapter.backbones import BACKBONE_NAMES
-from nnunet_sam_adapter.speed import SpeedSettings, render_saved_report, run_benchmark
+from nnunet_sam_adapter.model.backbones import BACKBONE_NAMES
+from nnunet_sam_adapter.speed.benchmark import SpeedSettings, render_saved_report, run_benchmark
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -27,8 +27,8 @@ import numpy as np
 import SimpleITK as sitk
 from tqdm import tqdm
 
-from nnunet_sam_adapter import registration
-from nnunet_sam_adapter.io_utils import atomic_write_json, clean_stale_temp, commit, new_staging_dir
+from nnunet_sam_adapter.data import registration
+from nnunet_sam_adapter.data.atomic_io import atomic_write_json, clean_stale_temp, commit, new_staging_dir
 
 CHANNELS = ("t1", "t1ce", "t2", "flair")  # nnU-Net channel i = CHANNELS[i]
 CHANNEL_NAMES = {"0": "T1", "1": "T1ce", "2": "T2", "3": "FLAIR"}
@@ -432,7 +432,7 @@ def _dataset_json(labels: str, num_training: int, register: str) -> dict:
         "description": (f"T1, T1ce and FLAIR rigidly registered to T2 (--register {register}) and resampled onto "
                         f"its grid. Labels: {labels}" + (" (1 edema, 2 necrotic core, 3 enhancing tumour)"
                                                          if labels == "regions" else "")),
-        "converted_by": "nnunet_sam_adapter.conversion",
+        "converted_by": "nnunet_sam_adapter.data.conversion",
     }
 
 

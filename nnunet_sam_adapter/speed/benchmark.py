@@ -1,6 +1,6 @@
 """Speed and memory benchmark of the SAM networks (training step, inference, peak memory).
 
-Each variant runs in a fresh Python subprocess (`python -m nnunet_sam_adapter.speed WORKER_JSON`), so
+Each variant runs in a fresh Python subprocess (`python -m nnunet_sam_adapter.speed.benchmark WORKER_JSON`), so
 its peak memory is its own: CUDA max allocated, or on CPU the peak RSS of the process during the
 phase (Linux: VmHWM reset through /proc/self/clear_refs before each phase; elsewhere the process peak).
 
@@ -31,7 +31,7 @@ from pathlib import Path
 
 import torch
 
-from nnunet_sam_adapter.execution import cpu_capability, resolve_attention, resolve_autocast, resolve_compile
+from nnunet_sam_adapter.model.execution import cpu_capability, resolve_attention, resolve_autocast, resolve_compile
 
 PROC_STATUS = Path("/proc/self/status")
 
@@ -170,7 +170,7 @@ def plain_conv_unet_architecture(patch_size: int, input_channels: int) -> dict:
 
 
 def build_model(variant: Variant, settings: SpeedSettings) -> torch.nn.Module:
-    from nnunet_sam_adapter.network import SAMCrossModalNetwork, SAMSingleStreamNetwork
+    from nnunet_sam_adapter.model.network import SAMCrossModalNetwork, SAMSingleStreamNetwork
 
     s = settings
     if variant.model == "dual":
@@ -311,7 +311,7 @@ def run_variant_subprocess(variant: Variant, settings: SpeedSettings) -> dict:
     payload = json.dumps({"variant": asdict(variant), "settings": asdict(settings)})
     start = time.perf_counter()
     try:
-        done = subprocess.run([sys.executable, "-m", "nnunet_sam_adapter.speed", payload], capture_output=True,
+        done = subprocess.run([sys.executable, "-m", "nnunet_sam_adapter.speed.benchmark", payload], capture_output=True,
                               text=True, timeout=settings.variant_timeout_s)
     except subprocess.TimeoutExpired:
         return {"key": variant.key, "label": variant.label, "error": f"timed out after {settings.variant_timeout_s} s"}

@@ -19,7 +19,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from nnunet_sam_adapter.backbones import VIT_CONFIGS, SAMBackbone
+from nnunet_sam_adapter.model.backbones import VIT_CONFIGS, SAMBackbone
 
 CHECKPOINT_ENV_VAR = "nnUNet_sam_checkpoint"
 OFFICIAL_CHECKPOINTS = {"vit_b": "sam_vit_b_01ec64.pth", "vit_l": "sam_vit_l_0b3195.pth",

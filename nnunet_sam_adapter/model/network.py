@@ -18,9 +18,9 @@ from typing import Sequence
 import torch
 from torch import nn
 
-from nnunet_sam_adapter.adapter import CrossModalityAdapter
-from nnunet_sam_adapter.backbones import VIT_CONFIGS, SAMBackbone, build_backbone, upsample_logits
-from nnunet_sam_adapter.execution import (
+from nnunet_sam_adapter.model.adapter import CrossModalityAdapter
+from nnunet_sam_adapter.model.backbones import VIT_CONFIGS, SAMBackbone, build_backbone, upsample_logits
+from nnunet_sam_adapter.model.execution import (
     ATTENTION_CHOICES,
     AUTOCAST_CHOICES,
     COMPILE_CHOICES,

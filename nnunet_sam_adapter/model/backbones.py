@@ -24,7 +24,7 @@ from segment_anything.modeling import ImageEncoderViT, MaskDecoder, TwoWayTransf
 from segment_anything.modeling.prompt_encoder import PositionEmbeddingRandom
 from torch import nn
 
-from nnunet_sam_adapter.attention import ATTENTION_KINDS, use_sdpa_attention
+from nnunet_sam_adapter.model.attention import ATTENTION_KINDS, use_sdpa_attention
 
 BlockHook = Callable[[int, torch.Tensor], torch.Tensor]
 

@@ -73,14 +73,14 @@ def _done(marker: Path, settings: dict) -> bool:
 
 
 def _mark(marker: Path, settings: dict) -> None:
-    from nnunet_sam_adapter.io_utils import atomic_write_json
+    from nnunet_sam_adapter.data.atomic_io import atomic_write_json
 
     atomic_write_json(marker, settings)
 
 
 def make_cases(settings: DemoSettings, work_dir: Path) -> Path:
     """Synthetic BraTS case folders (skipped when already written with the same settings)."""
-    from nnunet_sam_adapter.synthetic import write_brats_dataset
+    from nnunet_sam_adapter.data.synthetic import write_brats_dataset
 
     brats = work_dir / "brats"
     marker = work_dir / "brats.done.json"
@@ -132,9 +132,9 @@ def run_demo(settings: DemoSettings = DemoSettings()) -> DemoReport:
         tqdm.write(f"Note: the demo uses its own nnU-Net folders in {work_dir}; your "
                    f"{', '.join(previous)} {'is' if len(previous) == 1 else 'are'} not touched.")
 
-    from nnunet_sam_adapter.benchmark import Budget, run_benchmark
-    from nnunet_sam_adapter.checkpoints import default_checkpoint
-    from nnunet_sam_adapter.conversion import convert_brats
+    from nnunet_sam_adapter.benchmark.runner import Budget, run_benchmark
+    from nnunet_sam_adapter.model.checkpoints import default_checkpoint
+    from nnunet_sam_adapter.data.conversion import convert_brats
 
     weights = default_checkpoint(settings.backbone)
     seconds = {}

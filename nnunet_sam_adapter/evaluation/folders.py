@@ -1,7 +1,7 @@
 """Evaluate a folder of predicted segmentations against a folder of references (nnU-Net layout).
 
 Both folders hold `CASE<file_ending>` label maps (nnU-Net naming, default ".nii.gz", read with
-SimpleITK). Every case gets the volume and the slice protocol of `nnunet_sam_adapter.metrics`; the
+SimpleITK). Every case gets the volume and the slice protocol of `nnunet_sam_adapter.evaluation.metrics`; the
 results are written atomically to OUT (default PRED/sam_evaluation):
 
 - metrics_volume.csv   one row per case and class: dice, hd95 (mm), ref_voxels, pred_voxels
@@ -28,7 +28,7 @@ import numpy as np
 import SimpleITK as sitk
 from tqdm import tqdm
 
-from nnunet_sam_adapter.metrics import (
+from nnunet_sam_adapter.evaluation.metrics import (
     ClassSpec,
     case_metrics,
     classes_from_dataset_json,

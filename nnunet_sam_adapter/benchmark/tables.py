@@ -17,7 +17,7 @@ import io
 import os
 from pathlib import Path
 
-from nnunet_sam_adapter.io_utils import commit
+from nnunet_sam_adapter.data.atomic_io import commit
 
 TABLE1_METHODS = ("T1", "T1ce", "T2", "FLAIR", "early_fusion", "ours")
 TABLE2_METHODS = ("swinunetr_2d", "unetr_2d", "early_fusion", "nnunet_2d", "nnunet_3d_fullres", "ours")

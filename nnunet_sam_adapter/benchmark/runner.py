@@ -34,7 +34,7 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from nnunet_sam_adapter.io_utils import atomic_write_json
+from nnunet_sam_adapter.data.atomic_io import atomic_write_json
 
 SAM_PLANS = "nnUNetSAMPlans"  # planning.SAM_PLANS_NAME (not imported: planning imports torch at import time)
 STOCK_PLANS = "nnUNetPlans"
@@ -324,7 +324,7 @@ def train_and_validate(method: BenchmarkMethod, dataset: int | str, fold: int, b
             "method": method.name, "trainer": method.trainer_name, "plans": method.plans,
             "configuration": method.configuration, "fold": fold, "dataset": name, "budget": budget_used,
             "device": str(device), "train_seconds": train_seconds, "validation_seconds": validation_seconds,
-            "validation_mirroring": mirroring, "trained_by": "nnunet_sam_adapter.benchmark"
+            "validation_mirroring": mirroring, "trained_by": "nnunet_sam_adapter.benchmark.runner"
             if status == "trained" else (record or {}).get("trained_by", "nnUNetv2_train"),
         })
     return MethodResult(method.name, method.label, method.trainer_name, method.plans, method.configuration,
@@ -341,7 +341,7 @@ def network_parameters(method: BenchmarkMethod, dataset: int | str) -> dict | No
     from nnunetv2.utilities.label_handling.label_handling import determine_num_input_channels
     from nnunetv2.utilities.plans_handling.plans_handler import PlansManager
 
-    from nnunet_sam_adapter.network import parameter_report
+    from nnunet_sam_adapter.model.network import parameter_report
 
     _, preprocessed, _ = _nnunet_dirs(dataset)
     try:
@@ -364,7 +364,7 @@ def network_parameters(method: BenchmarkMethod, dataset: int | str) -> dict | No
 
 def sam_description(dataset: int | str) -> dict | None:
     """Backbone and weights of the SAM plans (None without SAM plans)."""
-    from nnunet_sam_adapter.checkpoints import default_checkpoint
+    from nnunet_sam_adapter.model.checkpoints import default_checkpoint
 
     _, preprocessed, _ = _nnunet_dirs(dataset)
     plans = _load_json(preprocessed / f"{SAM_PLANS}.json")
@@ -386,9 +386,9 @@ def run_benchmark(dataset: int | str, methods=DEFAULT_METHODS, fold: int = 0, bu
     into `output_dir` (default `$nnUNet_results/DATASET/sam_benchmark/fold_F`). Returns the results."""
     import torch
 
-    from nnunet_sam_adapter.evaluation import evaluate_folders
-    from nnunet_sam_adapter.figures import write_figures
-    from nnunet_sam_adapter.tables import write_tables
+    from nnunet_sam_adapter.evaluation.folders import evaluate_folders
+    from nnunet_sam_adapter.benchmark.figures import write_figures
+    from nnunet_sam_adapter.benchmark.tables import write_tables
 
     unknown = [m for m in methods if m not in METHODS]
     if unknown:
