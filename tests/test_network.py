@@ -164,7 +164,7 @@ def _assert_same(a, b, rtol=1e-4, atol=1e-5):
 
 
 def test_batched_streams_equal_two_passes_with_nonzero_adapters():
-    net = tiny_dual(adapter_depth=3).train()
+    net = tiny_dual(adapter_depth=3, batched_streams=True).train()
     randomize_adapters(net)
     x = torch.randn(3, 4, 64, 64)
     batched = _outputs_and_grads(net, x)
@@ -241,12 +241,19 @@ def test_single_stream_bad_channels():
 
 
 def test_custom_stream_channels_follow_the_planner():
-    net = tiny_dual(32, stream_channels=[[1, 0], [3, 2]])
+    """Random stems and adapters, and groups that move channels between streams: with mean-initialised
+    stems and zero adapters a network that ignored `stream_channels` would give the same output."""
+    net = tiny_dual(32, stream_channels=[[2, 0], [3, 1]])
+    randomize_adapters(net)
+    with torch.no_grad():
+        for stem in net.stems:
+            stem.weight.copy_(torch.randn(stem.weight.shape, generator=torch.Generator().manual_seed(3)))
     reference = tiny_dual(32)
     reference.load_state_dict(net.state_dict())
     x = torch.randn(1, 4, 32, 32)
     with torch.no_grad():
-        torch.testing.assert_close(net(x), reference(x[:, [1, 0, 3, 2]]))
+        torch.testing.assert_close(net(x), reference(x[:, [2, 0, 3, 1]]))
+        assert not torch.allclose(net(x), reference(x), atol=1e-3)  # the channel order matters
 
 
 def test_state_dict_round_trip_rebuilds_from_kwargs():

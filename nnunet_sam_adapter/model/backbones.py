@@ -111,6 +111,7 @@ class SAMBackbone(nn.Module):
     name: str
     input_size: int
     block_widths: list[int]  # channel width of each transformer block's output, in order
+    attention_kinds: tuple[str, ...] = ATTENTION_KINDS  # what `set_attention` accepts; the first is its own
 
     def __init__(self, image_encoder: nn.Module, mask_decoder: PromptFreeMaskDecoder, prompt_dim: int):
         super().__init__()
@@ -121,9 +122,10 @@ class SAMBackbone(nn.Module):
         self.prompt.requires_grad_(False)
 
     def set_attention(self, kind: str) -> None:
-        """'sam' (segment_anything's attention) or 'sdpa' (`attention.SDPAAttention`, same function)."""
-        if kind not in ATTENTION_KINDS:
-            raise ValueError(f"attention must be one of {ATTENTION_KINDS}, got {kind!r}")
+        """'sam' (segment_anything's attention) or 'sdpa' (`attention.SDPAAttention`, same function).
+        Re-classes modules: call it when the network is built or moved, never inside a forward."""
+        if kind not in self.attention_kinds:
+            raise ValueError(f"backbone {self.name}: attention must be one of {self.attention_kinds}, got {kind!r}")
 
     def embed(self, images: torch.Tensor) -> torch.Tensor:
         """(N, 3, S, S) -> features entering the first transformer block."""
@@ -242,10 +244,9 @@ class TinyViTBackbone(SAMBackbone):
         # whenever weights are loaded, or an eval-mode encoder would keep the old biases.
         self.register_load_state_dict_post_hook(_refresh_attention_bias_cache)
 
-    def set_attention(self, kind):
-        """TinyViT has its own attention (learned per-offset biases, no decomposed rel-pos): it keeps it
-        whatever `kind` says; only SAM's ViT has an SDPA variant here."""
-        super().set_attention(kind)
+    # TinyViT has its own attention (learned per-offset biases, no decomposed rel-pos) and no SDPA
+    # variant here: the networks refuse attention='sdpa' for it instead of ignoring the request.
+    attention_kinds = ("tinyvit",)
 
     def embed(self, images):
         """(N, 3, S, S) -> tokens (N, (S/2)^2, 128) after the conv stage and its patch merging."""

@@ -1,20 +1,35 @@
-"""How a SAM network executes on a device: attention kernel, autocast dtype, torch.compile.
+"""How a SAM network executes on a device: attention kernel, autocast dtype, torch.compile, stream batching.
 
 The networks take these as plain-string kwargs (they end up in nnU-Net plans, so JSON-serialisable):
 
-    attention  'auto' | 'sam' | 'sdpa'          SAM's attention or `attention.SDPAAttention`
-    autocast   'auto' | 'off' | 'bf16' | 'fp16' mixed precision around the whole forward
-    compile    'auto' | 'off' | 'on'            torch.compile of the network's forward
+    attention        'auto' | 'sam' | 'sdpa'           the backbone's own attention or `attention.SDPAAttention`
+    autocast         'auto' | 'off' | 'bf16' | 'fp16'  mixed precision around the whole forward
+    compile          'auto' | 'off' | 'on'             torch.compile of the network's forward
+    batched_streams  'auto' | True | False             ours: both streams as one 2B batch, or two passes
 
-'auto' is resolved per call from the input's device type to what `nnUNetv2_sam_speed` measured
-fastest (docs/performance.md); when a plan has none of these keys, 'auto' is what it gets:
+The network resolves them for the device its parameters are on when it is built and again after every
+`.to()` / `.cuda()` (never inside `forward`, so a compiled forward never sees a module change).
+When a plan has none of these keys, 'auto' is what it gets:
 
-    CPU   SAM attention (SDPA measured slower on CPU); bf16 autocast only where the CPU has native bf16 instructions (AVX512-BF16 or AMX),
-          fp32 elsewhere (emulated bf16 is slower than fp32); no compile (minutes of compile time per
-          shape on a few cores, and nnU-Net itself disables torch.compile on CPU).
-    CUDA  SDPA (fused flash / memory-efficient kernels); bf16 autocast where supported, else fp16;
-          compile left to nnU-Net (`nnUNet_compile`, on by default on CUDA) to avoid compiling twice.
-    other (mps, ...)  SAM attention, no autocast, no compile: untested devices get the reference path.
+    CPU   SAM attention (on 2 CPU cores SDPA trained 0.86x as fast under bf16, docs/performance.md);
+          bf16 autocast only where the CPU has native bf16 instructions (AVX512-BF16 or AMX), fp32
+          elsewhere (emulated bf16 is slower than fp32); no compile (minutes of compile time per
+          shape on a few cores, and nnU-Net itself disables torch.compile on CPU); two passes
+          (trained 1.10x as fast as the batched call on 2 CPU cores, docs/performance.md).
+    CUDA  NOT MEASURED YET (`make gpu-check` measures it): SDPA (fused flash / memory-efficient
+          kernels), batched streams (one kernel launch per block for both streams) and compile left
+          to nnU-Net (`nnUNet_compile`, on by default on CUDA, so it is not compiled twice) are the
+          expected-fastest choices, not measured ones. The autocast dtype is the precision policy below.
+    other (mps, meta, ...)  SAM attention, no autocast, no compile, two passes: the reference path.
+
+Precision policy under nnU-Net (this module's `resolve_autocast` is the one place it is written):
+nnU-Net's training step wraps forward + loss in `torch.autocast('cuda')` (fp16) and scales the loss
+with a GradScaler on CUDA; on CPU it uses neither. Our forward opens its own autocast region with the
+resolved dtype, which takes precedence inside the network: bf16 where the GPU supports it (same
+exponent range as fp32, so no overflow), else fp16, whose small gradients nnU-Net's GradScaler keeps
+from underflowing (with bf16 the scaler is harmless: it multiplies and divides by the same factor).
+Weights, gradients and optimiser state stay fp32, and the logits leave the network as fp32, so
+nnU-Net's Dice + CE runs in its own region. On CPU 'auto' never picks fp16 (no GradScaler there).
 """
 
 from __future__ import annotations
@@ -28,6 +43,7 @@ import torch
 ATTENTION_CHOICES = ("auto", "sam", "sdpa")
 AUTOCAST_CHOICES = ("auto", "off", "bf16", "fp16")
 COMPILE_CHOICES = ("auto", "off", "on")
+BATCHED_STREAMS_CHOICES = ("auto", True, False)
 _AUTOCAST_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
 NATIVE_BF16_CPU_FLAGS = ("avx512_bf16", "amx_bf16")
 
@@ -70,8 +86,9 @@ def cpu_capability() -> dict:
 
 
 def resolve_attention(mode: str, device: torch.device) -> str:
-    """'auto' -> 'sdpa' on CUDA, 'sam' elsewhere: on CPU SAM's own attention measured faster
-    (docs/performance.md: SDPA 0.95x in fp32, slower again under bf16 autocast)."""
+    """'auto' -> 'sdpa' on CUDA (not measured yet), 'sam' elsewhere: on 2 CPU cores SDPA trained
+    1.04x as fast in fp32 (noise) but 0.86x as fast under bf16 autocast, the CPU default
+    (docs/performance.md)."""
     if mode != "auto":
         return mode
     return "sdpa" if device.type == "cuda" else "sam"
@@ -93,6 +110,15 @@ def resolve_autocast(mode: str, device: torch.device) -> torch.dtype | None:
 def resolve_compile(mode: str, device: torch.device) -> bool:
     """'auto' -> False everywhere (see the module docstring)."""
     return mode == "on"
+
+
+def resolve_batched_streams(mode, device: torch.device) -> bool:
+    """'auto' -> True (one 2B batch per frozen block) on CUDA, where kernels tend to be launch-bound
+    (not measured yet); False (two passes) elsewhere: on 2 CPU cores two passes trained 1.10x as fast
+    as the batched call (docs/performance.md, 0.91x for batched / two passes)."""
+    if mode != "auto":
+        return bool(mode)
+    return device.type == "cuda"
 
 
 def autocast_context(device: torch.device, dtype: torch.dtype | None):

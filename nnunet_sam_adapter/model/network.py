@@ -23,13 +23,17 @@ from nnunet_sam_adapter.model.backbones import VIT_CONFIGS, SAMBackbone, build_b
 from nnunet_sam_adapter.model.execution import (
     ATTENTION_CHOICES,
     AUTOCAST_CHOICES,
+    BATCHED_STREAMS_CHOICES,
     COMPILE_CHOICES,
     autocast_context,
     check_choice,
     resolve_attention,
     resolve_autocast,
+    resolve_batched_streams,
     resolve_compile,
 )
+
+_DTYPE_NAMES = {None: "off", torch.bfloat16: "bf16", torch.float16: "fp16"}
 
 DEFAULT_STREAM_CHANNELS = ((0, 1), (2, 3))  # (T1, T1ce), (T2, FLAIR) in nnU-Net channel order
 
@@ -50,8 +54,11 @@ def make_stem(in_channels: int) -> nn.Conv2d:
 class _SAMSegmentationNetwork(nn.Module):
     """Shared parts: the frozen backbone (kept in eval mode), execution policy, decoding, input check.
 
-    Subclasses implement `_logits(x)`; `forward` checks the input, then runs `_logits` with the
-    attention kernel / autocast dtype / compilation that `execution` resolves for the input's device.
+    Subclasses implement `_logits(x)` and call `_settle_execution()` at the end of `__init__`. The
+    execution settings ('auto' or explicit, see `execution`) are resolved for the device of the
+    parameters when the network is built, after every `.to()` / `.cuda()` (`_apply`) and when a setting
+    is assigned; `forward` only reads the result, so torch.compile (nnU-Net compiles the network on
+    CUDA) traces a forward that mutates nothing.
     """
 
     input_channels: int
@@ -64,11 +71,61 @@ class _SAMSegmentationNetwork(nn.Module):
                              "(the SAM trainers do)")
         self.backbone_name, self.input_size = backbone, int(input_size)
         self.checkpoint_blocks = bool(checkpoint_blocks)
-        self.attention = check_choice("attention", attention, ATTENTION_CHOICES)
-        self.autocast = check_choice("autocast", autocast, AUTOCAST_CHOICES)
-        self.compile = check_choice("compile", compile, COMPILE_CHOICES)
         self.sam: SAMBackbone = build_backbone(backbone, self.input_size, num_classes)
         self.sam.eval()
+        self._settings = {}  # the unresolved kwargs (plain dict: not state, not a submodule)
+        for name, value in (("attention", attention), ("autocast", autocast), ("compile", compile)):
+            self._set_setting(name, value)
+
+    # --- execution settings: assigned like attributes, resolved once per device
+
+    _SETTING_CHOICES = {"attention": ATTENTION_CHOICES, "autocast": AUTOCAST_CHOICES,
+                        "compile": COMPILE_CHOICES, "batched_streams": BATCHED_STREAMS_CHOICES}
+
+    def _set_setting(self, name: str, value) -> None:
+        value = check_choice(name, value, self._SETTING_CHOICES[name])
+        if name == "attention" and value == "sdpa" and "sdpa" not in self.sam.attention_kinds:
+            raise ValueError(f"attention='sdpa' needs a SAM ViT backbone (vit_b/l/h, tiny); {self.backbone_name} "
+                             f"has its own attention ({self.sam.attention_kinds[0]}): use 'auto' or 'sam'")
+        self._settings[name] = value
+        if "_execution" in self.__dict__:
+            self._settle_execution()
+
+    attention = property(lambda self: self._settings["attention"], lambda self, v: self._set_setting("attention", v))
+    autocast = property(lambda self: self._settings["autocast"], lambda self, v: self._set_setting("autocast", v))
+    compile = property(lambda self: self._settings["compile"], lambda self, v: self._set_setting("compile", v))
+
+    def _parameter_device(self) -> torch.device:
+        return next(self.parameters()).device
+
+    def execution_plan(self, device: torch.device | str | None = None) -> dict:
+        """What the settings resolve to on `device` (default: where the parameters are):
+        {'attention', 'autocast', 'compile'} (+ 'batched_streams' for ours), all JSON-serialisable."""
+        device = self._parameter_device() if device is None else torch.device(device)
+        attention = resolve_attention(self.attention, device)
+        plan = {"attention": attention if attention in self.sam.attention_kinds else self.sam.attention_kinds[0],
+                "autocast": _DTYPE_NAMES[resolve_autocast(self.autocast, device)],
+                "compile": resolve_compile(self.compile, device)}
+        if "batched_streams" in self._settings:
+            plan["batched_streams"] = resolve_batched_streams(self._settings["batched_streams"], device)
+        return plan
+
+    def _settle_execution(self) -> None:
+        """Resolve the settings for the parameters' device and apply the attention kernel (this is the
+        only place modules are re-classed); forward reads `self.__dict__['_execution']`."""
+        device = self._parameter_device()
+        plan = self.execution_plan(device)
+        self.sam.set_attention(plan["attention"])
+        # plain attributes: not submodules, not in state_dict
+        self.__dict__["_execution"] = {**plan, "autocast_dtype": resolve_autocast(self.autocast, device)}
+        self.__dict__["_compiled_logits"] = torch.compile(self._logits) if plan["compile"] else None
+
+    def _apply(self, fn, recurse=True):
+        """`.to()`, `.cuda()`, `.float()`... then re-resolve the settings for the (new) device."""
+        result = super()._apply(fn, recurse)
+        if "_execution" in self.__dict__:
+            self._settle_execution()
+        return result
 
     def train(self, mode: bool = True):
         """The frozen encoder stays in eval mode whatever the module's mode (no dropout/stat updates)."""
@@ -97,24 +154,12 @@ class _SAMSegmentationNetwork(nn.Module):
     def _logits(self, x: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError
 
-    def execution_plan(self, device: torch.device | str) -> dict:
-        """What the 'auto' settings resolve to on `device`: {'attention', 'autocast', 'compile'}."""
-        device = torch.device(device)
-        dtype = resolve_autocast(self.autocast, device)
-        return {"attention": resolve_attention(self.attention, device),
-                "autocast": {None: "off", torch.bfloat16: "bf16", torch.float16: "fp16"}[dtype],
-                "compile": resolve_compile(self.compile, device)}
-
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """(B, C, S, S) -> logits (B, K, S, S), float32 whatever the autocast dtype."""
         self._check_input(x, self.input_channels)
-        self.sam.set_attention(resolve_attention(self.attention, x.device))
-        run = self._logits
-        if resolve_compile(self.compile, x.device):
-            if "_compiled_logits" not in self.__dict__:  # plain attribute: not a submodule, not in state_dict
-                self.__dict__["_compiled_logits"] = torch.compile(self._logits)
-            run = self.__dict__["_compiled_logits"]
-        with autocast_context(x.device, resolve_autocast(self.autocast, x.device)):
+        execution = self.__dict__["_execution"]
+        run = self.__dict__["_compiled_logits"] or self._logits
+        with autocast_context(x.device, execution["autocast_dtype"]):
             logits = run(x)
         return logits.float()
 
@@ -130,19 +175,19 @@ class SAMCrossModalNetwork(_SAMSegmentationNetwork):
         adapter_depth: n, adapters after the first n encoder blocks (paper: 6 of ViT-B's 12).
         stream_channels: ((T1-based channel indices), (T2-based channel indices)); the planner fills it
             from dataset.json channel names.
-        batched_streams: run both streams through each frozen block as one 2B batch (default) instead
-            of two passes; same result, one kernel launch per block (DESIGN.md section 1). On 2 CPU
-            cores the two are within measurement noise (docs/performance.md); the batch pays off
-            where kernels are launch-bound (GPU).
+        batched_streams: True: both streams through each frozen block as one 2B batch; False: two
+            passes; 'auto' (default): the one `execution.resolve_batched_streams` picks for the device
+            (two passes on CPU, measured 1.10x faster on 2 cores; batched on CUDA, not measured yet).
+            Same outputs and gradients either way.
         checkpoint_blocks: activation checkpointing of the frozen blocks (memory vs speed).
-        attention, autocast, compile: execution policy, 'auto' = fastest measured for the input's
-            device (see `execution`); 'sam' / 'off' / 'off' is the plain reference path.
+        attention, autocast, compile: execution policy, 'auto' = see `execution` (resolved for the
+            parameters' device at build and on `.to()`); 'sam' / 'off' / 'off' is the reference path.
     """
 
     def __init__(self, input_channels: int, num_classes: int, backbone: str = "vit_b",
                  input_size: int = 256, adapter_depth: int = 6,
                  stream_channels: Sequence[Sequence[int]] = DEFAULT_STREAM_CHANNELS,
-                 batched_streams: bool = True, checkpoint_blocks: bool = False,
+                 batched_streams: bool | str = "auto", checkpoint_blocks: bool = False,
                  deep_supervision: bool = False, attention: str = "auto", autocast: str = "auto",
                  compile: str | bool = "auto"):
         super().__init__(num_classes, backbone, input_size, checkpoint_blocks, deep_supervision,
@@ -157,9 +202,13 @@ class SAMCrossModalNetwork(_SAMSegmentationNetwork):
         if not 0 <= adapter_depth <= depth:
             raise ValueError(f"adapter_depth must be in 0..{depth} for {backbone}, got {adapter_depth}")
         self.input_channels, self.adapter_depth = input_channels, adapter_depth
-        self.batched_streams = batched_streams
+        self._set_setting("batched_streams", batched_streams)
         self.stems = nn.ModuleList(make_stem(len(group)) for group in self.stream_channels)
         self.adapters = nn.ModuleList(CrossModalityAdapter(w) for w in self.sam.block_widths[:adapter_depth])
+        self._settle_execution()
+
+    batched_streams = property(lambda self: self._settings["batched_streams"],
+                               lambda self, v: self._set_setting("batched_streams", v))
 
     def stream_images(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(B, C, S, S) -> T1-based and T2-based RGB images, each (B, 3, S, S)."""
@@ -170,7 +219,7 @@ class SAMCrossModalNetwork(_SAMSegmentationNetwork):
         """(B, C, S, S) -> the two high-level embeddings after SAM's neck, each (B, d, S/16, S/16)."""
         self._check_input(x, self.input_channels)
         t1, t2 = self.stream_images(x)
-        if self.batched_streams:
+        if self.__dict__["_execution"]["batched_streams"]:
             stacked = self.sam.embed(torch.cat([t1, t2], dim=0))
 
             def adapt(i: int, features: torch.Tensor) -> torch.Tensor:
@@ -211,6 +260,7 @@ class SAMSingleStreamNetwork(_SAMSegmentationNetwork):
         if not self.channels or any(not 0 <= c < input_channels for c in self.channels):
             raise ValueError(f"channels {channels} must be a non-empty subset of 0..{input_channels - 1}")
         self.stem = make_stem(len(self.channels))
+        self._settle_execution()
 
     def _logits(self, x: torch.Tensor) -> torch.Tensor:
         """(B, C, S, S) -> logits (B, K, S, S)."""
