@@ -13,3 +13,7 @@ os.environ.setdefault("nnUNet_n_proc_DA", "1")
 os.environ.setdefault("nnUNet_compile", "false")
 # Console scripts (nnUNetv2_*) live next to the interpreter running the tests, venv activated or not.
 os.environ["PATH"] = str(Path(sys.executable).parent) + os.pathsep + os.environ.get("PATH", "")
+
+# `slurm_cluster` fixture for SLURM tests: runs them on the local cluster, fails them under CI=true when
+# it is down, skips them elsewhere (tests/slurm_cluster.py).
+from slurm_cluster import slurm_cluster  # noqa: E402,F401
