@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # A real single-node SLURM cluster on this machine, for the SLURM tests and CI (run as root).
 #
-#   scripts/slurm_single_node.sh start    install slurm-wlm + munge when missing, write slurm.conf, start
-#                                         munged, slurmctld and slurmd, wait until the node is idle
+#   scripts/slurm_single_node.sh start    install slurm-wlm, munge, slurmdbd and mariadb-server when
+#                                         missing, write slurm.conf, start munged, mariadbd + slurmdbd
+#                                         (job accounting: sacct, which submitit reads job states with),
+#                                         slurmctld and slurmd, wait until the node is idle
 #   scripts/slurm_single_node.sh stop     cancel the cluster's jobs, stop the daemons it started
 #   scripts/slurm_single_node.sh status   daemons and node state; exit 0 only when the node takes jobs
 #
@@ -26,7 +28,7 @@ die() { echo "slurm_single_node: ERROR: $*" >&2; exit 1; }
 
 log_tails() {
     local f
-    for f in "$DIR/log/slurmctld.log" "$DIR/log/slurmd.log" /var/log/munge/munged.log; do
+    for f in "$DIR/log/slurmctld.log" "$DIR/log/slurmd.log" "$DIR/log/slurmdbd.log" /var/log/munge/munged.log; do
         [[ -s "$f" ]] && { echo "--- last lines of $f" >&2; tail -n 15 "$f" >&2; }
     done
 }
@@ -35,19 +37,19 @@ pid_alive() { [[ -s "$1" ]] && kill -0 "$(cat "$1")" 2>/dev/null; }
 
 install_packages() {
     local missing=0 cmd
-    for cmd in munged slurmctld slurmd sinfo sbatch scontrol; do
+    for cmd in munged slurmctld slurmd sinfo sbatch scontrol sacct slurmdbd mariadbd mariadb; do
         command -v "$cmd" >/dev/null 2>&1 || missing=1
     done
     [[ $missing == 0 ]] && return 0
     [[ $(id -u) == 0 ]] || die "slurm-wlm/munge are not installed and installing them needs root"
     command -v apt-get >/dev/null 2>&1 || die "slurm-wlm/munge are not installed and there is no apt-get"
-    say "installing slurm-wlm and munge with apt-get (log: $DIR/log/apt.log)"
+    say "installing slurm-wlm, munge, slurmdbd and mariadb-server with apt-get (log: $DIR/log/apt.log)"
     local t="${SLURM_SINGLE_NODE_APT_TIMEOUT_S:-900}"
     if ! { DEBIAN_FRONTEND=noninteractive timeout "$t" apt-get update -qq &&
            DEBIAN_FRONTEND=noninteractive timeout "$t" apt-get install -y -qq --no-install-recommends \
-               slurm-wlm munge; } >"$DIR/log/apt.log" 2>&1; then
+               slurm-wlm munge slurmdbd mariadb-server; } >"$DIR/log/apt.log" 2>&1; then
         tail -n 20 "$DIR/log/apt.log" >&2
-        die "apt-get could not install slurm-wlm and munge (see above)"
+        die "apt-get could not install slurm-wlm, munge, slurmdbd and mariadb-server (see above)"
     fi
 }
 
@@ -114,8 +116,10 @@ SlurmctldTimeout=30
 SlurmdTimeout=30
 InactiveLimit=0
 Waittime=0
+# Accounting through slurmdbd (sacct works, as on real clusters); no limits enforced, no accounts needed.
+AccountingStorageType=accounting_storage/slurmdbd
+AccountingStorageHost=localhost
 JobAcctGatherType=jobacct_gather/none
-AccountingStorageType=accounting_storage/none
 JobCompType=jobcomp/none
 DefMemPerCPU=$((mem / cpus))
 NodeName=$NODE NodeAddr=127.0.0.1 CPUs=$cpus RealMemory=$mem State=UNKNOWN
@@ -147,6 +151,47 @@ start_munge() {
     log_tails; die "munged started but munge -n | unmunge fails"
 }
 
+write_dbd_conf() {
+    local conf=/etc/slurm/slurmdbd.conf tmp
+    if [[ -f "$conf" ]] && ! grep -qF "$MARKER" "$conf"; then
+        die "$conf exists and was not written by this script; refusing to replace a real cluster's config"
+    fi
+    tmp="$(mktemp "$conf.XXXXXX")"
+    cat >"$tmp" <<EOF
+$MARKER
+DbdHost=localhost
+SlurmUser=root
+StorageType=accounting_storage/mysql
+# root through mariadb's unix_socket authentication: no password anywhere.
+StorageUser=root
+StorageLoc=nnsam_slurm_acct_db
+LogFile=$DIR/log/slurmdbd.log
+PidFile=$DIR/run/slurmdbd.pid
+EOF
+    chmod 600 "$tmp"
+    mv -f "$tmp" "$conf"
+}
+
+start_accounting() {
+    local i
+    if ! mariadb -e 'select 1' >/dev/null 2>&1; then
+        mkdir -p /run/mysqld "$DIR/mariadb"
+        chown mysql: /run/mysqld "$DIR/mariadb"
+        setsid mariadbd --user=mysql --skip-networking --pid-file="$DIR/mariadb/mariadb.pid" \
+            --log-error="$DIR/mariadb/mariadb.log" </dev/null >/dev/null 2>&1 &
+        touch "$DIR/run/mariadbd.started-by-us"
+        for i in $(seq 1 60); do mariadb -e 'select 1' >/dev/null 2>&1 && break; sleep 0.5; done
+        mariadb -e 'select 1' >/dev/null 2>&1 ||
+            { tail -n 15 "$DIR/mariadb/mariadb.log" >&2; die "mariadbd did not start"; }
+    fi
+    write_dbd_conf
+    if ! pid_alive "$DIR/run/slurmdbd.pid"; then
+        slurmdbd || { log_tails; die "slurmdbd did not start"; }
+    fi
+    for i in $(seq 1 60); do sacctmgr -n list cluster >/dev/null 2>&1 && return 0; sleep 0.5; done
+    log_tails; die "slurmdbd does not answer (sacctmgr list cluster fails)"
+}
+
 node_state() { sinfo -h -N -n "$NODE" -o %T 2>/dev/null | head -n 1; }
 
 wait_idle() {
@@ -169,6 +214,7 @@ start() {
     install_packages
     write_conf
     start_munge
+    start_accounting
     if ! pid_alive "$DIR/run/slurmctld.pid"; then
         slurmctld || { log_tails; die "slurmctld did not start"; }
     fi
@@ -203,6 +249,11 @@ stop() {
     fi
     stop_pidfile "$DIR/run/slurmd.pid" slurmd
     stop_pidfile "$DIR/run/slurmctld.pid" slurmctld
+    stop_pidfile "$DIR/run/slurmdbd.pid" slurmdbd
+    if [[ -f "$DIR/run/mariadbd.started-by-us" ]]; then
+        stop_pidfile "$DIR/mariadb/mariadb.pid" mariadbd
+        rm -f "$DIR/run/mariadbd.started-by-us"
+    fi
     if [[ -f "$DIR/run/munged.started-by-us" ]]; then
         stop_pidfile /run/munge/munged.pid munged
         rm -f "$DIR/run/munged.started-by-us"
@@ -212,7 +263,7 @@ stop() {
 
 status() {
     local name pidfile ok=0
-    for name in slurmctld slurmd; do
+    for name in slurmdbd slurmctld slurmd; do
         pidfile="$DIR/run/$name.pid"
         if pid_alive "$pidfile"; then say "$name running (pid $(cat "$pidfile"))"; else say "$name not running"; ok=1; fi
     done

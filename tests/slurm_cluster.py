@@ -3,8 +3,8 @@
 Start the cluster with `scripts/slurm_single_node.sh start` (root). A test that needs SLURM takes the
 `slurm_cluster` fixture (registered in conftest.py): with the cluster up it gets a `SlurmCluster`; with
 CI=true and no cluster the test FAILS with the reason (CI must run these tests); elsewhere it is skipped
-with the reason. submitit reads job states with `sacct`, which this cluster does not have (no
-slurmdbd): wait with `wait_for_result` (bounded, result file based), never with `job.result()` alone.
+with the reason. Wait for jobs with `wait_for_result` (bounded: a job that dies without a result
+would make a bare `job.result()` wait until sacct reports its end).
 """
 
 from __future__ import annotations
@@ -92,8 +92,8 @@ def wait_for_state(job_id: str, state: str, timeout_s: float = 60) -> None:
 
 
 def wait_for_result(job, timeout_s: float = 120):
-    """job.result() with a deadline: a job that dies without a result would hang submitit forever here
-    (no sacct). On timeout the job is cancelled and the test fails with its log tails."""
+    """job.result() with a deadline. On timeout the job is cancelled and the test fails with its log
+    tails and its squeue state."""
     deadline = time.monotonic() + timeout_s
     while not job.paths.result_pickle.exists():
         if time.monotonic() > deadline:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import cloudpickle
@@ -42,6 +43,12 @@ def test_submitit_job_runs_on_the_cluster(slurm_cluster, tmp_path, monkeypatch):
     assert result["env"] == "inherited"
     assert Path(result["cwd"]).resolve() == tmp_path.resolve()
     assert Path(result["python"]).resolve() == Path(sys.executable).resolve()
+    # submitit reads job states from sacct: the cluster keeps accounting, as real clusters do.
+    for _ in range(30):
+        if job.get_info(mode="force").get("State") == "COMPLETED":
+            break
+        time.sleep(1)
+    assert job.state == "COMPLETED"
 
 
 class CountWithCheckpoints(submitit.helpers.Checkpointable):
