@@ -15,6 +15,8 @@ from pathlib import Path
 
 import numpy as np
 
+from nnunet_sam_adapter.data.atomic_io import atomic_output
+
 REFERENCE_COLOUR, PREDICTION_COLOUR = "#2ca02c", "#d62728"
 PROTOCOL_STYLE = {"slice": ("#4c72b0", "slice (paper)"), "volume": ("#dd8452", "volume")}
 
@@ -43,9 +45,8 @@ def _case_scores(evaluation_dir: str | os.PathLike, cls: str) -> dict[str, dict[
 
 
 def _atomic_savefig(fig, path: Path) -> None:
-    staged = path.with_name(f".{path.stem}.{os.getpid()}.tmp.png")
-    fig.savefig(staged, dpi=120, bbox_inches="tight")
-    os.replace(staged, path)
+    with atomic_output(path) as temp:
+        fig.savefig(temp, format="png", dpi=120, bbox_inches="tight")
 
 
 def metrics_figure(results: dict, path: str | os.PathLike) -> str:

@@ -12,12 +12,10 @@ every number comes from `results` (no reference numbers are copied from the pape
 
 from __future__ import annotations
 
-import csv
-import io
 import os
 from pathlib import Path
 
-from nnunet_sam_adapter.data.atomic_io import commit
+from nnunet_sam_adapter.data.atomic_io import atomic_write_text, csv_text
 
 TABLE1_METHODS = ("T1", "T1ce", "T2", "FLAIR", "early_fusion", "ours")
 TABLE2_METHODS = ("swinunetr_2d", "unetr_2d", "early_fusion", "nnunet_2d", "nnunet_3d_fullres", "ours")
@@ -62,15 +60,6 @@ def parameter_rows(results: dict) -> list[dict]:
     return [{"method": method, "label": p["label"], "total": p["total"], "trainable": p["trainable"],
              "percent": p["percent"], "in_this_run": method in results["methods"]}
             for method, p in results["parameters"].items()]
-
-
-def _csv(rows: list[dict], columns: list[str]) -> str:
-    buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=columns, lineterminator="\n", extrasaction="ignore")
-    writer.writeheader()
-    for row in rows:
-        writer.writerow({k: (f"{v:.4f}" if isinstance(v, float) else v) for k, v in row.items()})
-    return buffer.getvalue()
 
 
 def _pm(row: dict, key: str, digits: int = 2) -> str:
@@ -156,15 +145,11 @@ def write_tables(results: dict, output_dir: str | os.PathLike) -> dict[str, str]
     metric_columns = ["method", "label", "class", *METRIC_COLUMNS, "budget"]
     texts = {
         "tables.md": tables_markdown(results),
-        "table1.csv": _csv(metric_rows(results, TABLE1_METHODS), metric_columns),
-        "table2.csv": _csv(metric_rows(results, TABLE2_METHODS), metric_columns),
-        "table3.csv": _csv(parameter_rows(results), ["method", "label", "total", "trainable", "percent",
-                                                     "in_this_run"]),
+        "table1.csv": csv_text(metric_rows(results, TABLE1_METHODS), metric_columns, 4),
+        "table2.csv": csv_text(metric_rows(results, TABLE2_METHODS), metric_columns, 4),
+        "table3.csv": csv_text(parameter_rows(results), ["method", "label", "total", "trainable", "percent",
+                                                         "in_this_run"], 4),
     }
-    moves = {}
     for name, text in texts.items():
-        staged = output_dir / f".{name}.{os.getpid()}.tmp"
-        staged.write_text(text)
-        moves[staged] = output_dir / name
-    commit(moves)
+        atomic_write_text(output_dir / name, text)
     return {name: str(output_dir / name) for name in texts}

@@ -1,4 +1,5 @@
-"""Atomic output writing: staging folders nnU-Net cannot see, signal-safe commits, stale-temp cleanup.
+"""Atomic output writing: one-file writes (text, JSON, CSV, figures), staging folders nnU-Net cannot see,
+signal-safe commits, stale-temp cleanup.
 
 nnU-Net lists a dataset's files by suffix (``subfiles(folder, suffix=".nii.gz")``) inside imagesTr,
 labelsTr and imagesTs only, so outputs are first written into ``<root>/.nnsam_tmp/run-<pid>-<hex>/``
@@ -6,11 +7,14 @@ and then moved into place with ``os.replace`` (atomic per file, same file system
 """
 from __future__ import annotations
 
+import csv
+import io
 import json
 import os
 import shutil
 import signal
 import uuid
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -67,16 +71,50 @@ def clean_stale_temp(root: Path) -> list[Path]:
     return removed
 
 
-def atomic_write_json(path: Path, obj) -> None:
-    """Write JSON next to ``path`` under a temp name, then ``os.replace`` it into place."""
+@contextmanager
+def atomic_output(path: str | os.PathLike) -> Iterator[Path]:
+    """A temp path next to ``path`` (same folder, hidden); moved into place with ``os.replace`` when the
+    block succeeds, removed when it raises. Readers see the old file or the new one, never a partial one."""
     path = Path(path)
-    temp = path.with_name(f".{path.name}{_TEMP_MARK}{os.getpid()}")
-    with open(temp, "w") as f:
-        json.dump(obj, f, indent=2, sort_keys=False)
-        f.write("\n")
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(temp, path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temp = path.with_name(f".{path.name}{_TEMP_MARK}{os.getpid()}{path.suffix}")
+    try:
+        yield temp
+        os.replace(temp, path)
+    finally:
+        temp.unlink(missing_ok=True)
+
+
+def atomic_write_text(path: str | os.PathLike, text: str) -> None:
+    """Write ``text`` to ``path`` atomically (flushed to disk before the rename)."""
+    with atomic_output(path) as temp:
+        with open(temp, "w") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+
+
+def atomic_write_json(path: str | os.PathLike, obj) -> None:
+    """Write ``obj`` as indented JSON to ``path`` atomically."""
+    atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=False) + "\n")
+
+
+def csv_text(rows: Sequence[Mapping], columns: Sequence[str], float_digits: int | None = None) -> str:
+    """CSV with a header of ``columns``; keys outside ``columns`` are ignored, floats optionally rounded."""
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=list(columns), lineterminator="\n", extrasaction="ignore")
+    writer.writeheader()
+    for row in rows:
+        if float_digits is not None:
+            row = {k: (f"{v:.{float_digits}f}" if isinstance(v, float) else v) for k, v in row.items()}
+        writer.writerow(row)
+    return buffer.getvalue()
+
+
+def atomic_write_csv(path: str | os.PathLike, rows: Sequence[Mapping], columns: Sequence[str],
+                     float_digits: int | None = None) -> None:
+    """``csv_text`` written to ``path`` atomically."""
+    atomic_write_text(path, csv_text(rows, columns, float_digits))
 
 
 def commit(moves: dict, remove=(), marker: tuple | None = None) -> None:

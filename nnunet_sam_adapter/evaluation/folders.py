@@ -14,12 +14,9 @@ Dice is a fraction in [0, 1]; HD95 is in mm. Inputs are only read.
 """
 from __future__ import annotations
 
-import csv
-import io
 import json
 import multiprocessing
 import os
-import tempfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Union
@@ -28,6 +25,8 @@ import numpy as np
 import SimpleITK as sitk
 from tqdm import tqdm
 
+from nnunet_sam_adapter.data.atomic_io import atomic_write_text, csv_text
+from nnunet_sam_adapter.data.images import InputError, geometry_differences, read_image
 from nnunet_sam_adapter.evaluation.metrics import (
     ClassSpec,
     case_metrics,
@@ -40,10 +39,6 @@ from nnunet_sam_adapter.evaluation.metrics import (
 PathLike = Union[str, os.PathLike]
 DEFAULT_FILE_ENDING = ".nii.gz"
 DEFAULT_OUTPUT_SUBDIR = "sam_evaluation"
-# Geometry tolerances: absolute, in mm for spacing/origin and direction-cosine units for direction.
-SPACING_TOLERANCE = 1e-3
-ORIGIN_TOLERANCE = 1e-3
-DIRECTION_TOLERANCE = 1e-3
 
 
 class EvaluationError(ValueError):
@@ -179,28 +174,22 @@ def _matching_cases(reference_dir: Path, prediction_dir: Path, file_ending: str,
 
 
 def _read_image(case: str, path: Path, role: str) -> sitk.Image:
+    """A 2D or 3D label map read completely (data/images.py), or an EvaluationError naming case and file."""
     try:
-        return sitk.ReadImage(str(path))
-    except RuntimeError as error:
-        reason = str(error).strip().splitlines()[-1] if str(error).strip() else "unknown error"
-        raise EvaluationError(f"case {case}: cannot read {role} file {path}: {reason}") from error
+        return read_image(case, path, role, label_map=True, dimensions=(2, 3))
+    except InputError as error:
+        raise EvaluationError(f"case {case}: cannot read {role} file {path}: {error.problem}") from None
 
 
 def _check_geometry(case: str, reference: sitk.Image, prediction: sitk.Image, ref_path: Path, pred_path: Path) -> None:
-    checks = [
-        ("size", reference.GetSize(), prediction.GetSize(), 0),
-        ("spacing", reference.GetSpacing(), prediction.GetSpacing(), SPACING_TOLERANCE),
-        ("origin", reference.GetOrigin(), prediction.GetOrigin(), ORIGIN_TOLERANCE),
-        ("direction", reference.GetDirection(), prediction.GetDirection(), DIRECTION_TOLERANCE),
-    ]
-    if reference.GetNumberOfComponentsPerPixel() != 1 or prediction.GetNumberOfComponentsPerPixel() != 1:
-        raise EvaluationError(f"case {case}: expected single-component label maps in {ref_path} and {pred_path}")
-    for name, expected, found, tolerance in checks:
-        if len(expected) != len(found) or not np.allclose(expected, found, rtol=0, atol=tolerance):
-            raise EvaluationError(
-                f"case {case}: prediction {pred_path} has {name} {tuple(np.round(found, 6))}, expected "
-                f"{tuple(np.round(expected, 6))} as in reference {ref_path} (tolerance {tolerance})"
-            )
+    """Same grid within the one set of tolerances of data/images.py; the message names the property."""
+    differences = geometry_differences(reference, prediction)
+    if differences:
+        name, expected, found, tolerance = differences[0]
+        raise EvaluationError(
+            f"case {case}: prediction {pred_path} has {name} {found}, expected {expected} as in reference "
+            f"{ref_path} (tolerance {tolerance})"
+        )
 
 
 def _labels_in_reference(path: Path) -> set[int]:
@@ -272,22 +261,6 @@ class _CaseRunner:
         return list(tqdm(results, **bar))
 
 
-def _csv_text(rows: Sequence[Mapping], columns: Sequence[str]) -> str:
-    buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=list(columns), lineterminator="\n")
-    writer.writeheader()
-    writer.writerows(rows)
-    return buffer.getvalue()
-
-
-def _write_text_atomic(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.NamedTemporaryFile("w", dir=path.parent, prefix=f".{path.name}.", delete=False) as f:
-        f.write(text)
-    os.chmod(f.name, 0o644)  # NamedTemporaryFile creates 0600 files
-    os.replace(f.name, path)
-
-
 def _case_rows(volume_rows: Sequence[Mapping], slice_rows: Sequence[Mapping]) -> list[dict]:
     slices_by_case: dict[str, list[Mapping]] = {}
     for row in slice_rows:
@@ -322,15 +295,15 @@ def _write_outputs(output_dir: Path, volume_rows: list[dict], slice_rows: list[d
         for metric, stats in per_metric.items()
     ]
     outputs = {
-        "metrics_volume.csv": _csv_text(volume_rows, ["case", "class", "dice", "hd95", "ref_voxels", "pred_voxels"]),
-        "metrics_slices.csv": _csv_text(slice_rows, ["case", "class", "slice", "dice", "hd95"]),
-        "metrics_cases.csv": _csv_text(
+        "metrics_volume.csv": csv_text(volume_rows, ["case", "class", "dice", "hd95", "ref_voxels", "pred_voxels"]),
+        "metrics_slices.csv": csv_text(slice_rows, ["case", "class", "slice", "dice", "hd95"]),
+        "metrics_cases.csv": csv_text(
             _case_rows(volume_rows, slice_rows),
             ["case", "class", "volume_dice", "volume_hd95", "ref_voxels", "pred_voxels", "n_slices",
              "slice_dice_mean", "slice_hd95_mean"],
         ),
-        "summary.csv": _csv_text(summary_rows, ["protocol", "class", "metric", "mean", "std", "median", "count"]),
+        "summary.csv": csv_text(summary_rows, ["protocol", "class", "metric", "mean", "std", "median", "count"]),
         "summary.json": json.dumps(summary, indent=2) + "\n",
     }
     for name, text in outputs.items():
-        _write_text_atomic(output_dir / name, text)
+        atomic_write_text(output_dir / name, text)
