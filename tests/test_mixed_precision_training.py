@@ -1,4 +1,5 @@
-"""A short training with the network defaults reaches the same Dice as fp32 (issue 5).
+"""Mixed precision: a short training with the network defaults reaches the same Dice as fp32 (issue 5),
+and one nnU-Net CUDA-style training step (outer fp16 autocast + GradScaler) works in bf16 and fp16 (issue 9).
 
 On a CPU with native bf16 (AVX512-BF16 / AMX) the default autocast is bf16; elsewhere the defaults
 resolve to fp32 and this comparison is trivially true, so the test then runs bf16 explicitly to keep
@@ -70,3 +71,42 @@ def test_default_precision_training_matches_fp32_dice():
 def test_cpu_default_is_bf16_where_native():
     net = SAMCrossModalNetwork(4, 2, "tiny", 32, adapter_depth=1)
     assert net.execution_plan("cpu")["autocast"] == "bf16"
+
+
+@pytest.mark.parametrize("dtype_name, dtype", [("bf16", torch.bfloat16), ("fp16", torch.float16)])
+def test_training_step_under_nnunet_autocast_and_grad_scaler(dtype_name, dtype):
+    """nnU-Net's CUDA training step on CPU: forward + loss inside autocast (fp16, what
+    `autocast('cuda')` picks), GradScaler, unscale, clip at 12, step (nnUNetTrainer.train_step).
+    The network's own region runs the frozen blocks' matmuls in `dtype` (the policy of
+    execution.resolve_autocast: bf16 where supported, else fp16); the loss is finite and gradients reach the stems, adapters and
+    mask decoder, never the frozen encoder."""
+    from nnunetv2.training.loss.compound_losses import DC_and_CE_loss
+    from nnunetv2.training.loss.dice import MemoryEfficientSoftDiceLoss
+
+    torch.manual_seed(0)
+    net = SAMCrossModalNetwork(4, 2, "tiny", SIZE, adapter_depth=2, autocast=dtype_name).train()
+    block_dtypes = []
+    net.sam.image_encoder.blocks[0].attn.qkv.register_forward_hook(lambda module, args, out: block_dtypes.append(out.dtype))
+    loss_fn = DC_and_CE_loss({"batch_dice": True, "smooth": 1e-5, "do_bg": False, "ddp": False}, {},
+                             weight_ce=1, weight_dice=1, ignore_label=None, dice_class=MemoryEfficientSoftDiceLoss)
+    optimizer = torch.optim.AdamW([p for p in net.parameters() if p.requires_grad], lr=LR)
+    scaler = torch.amp.GradScaler("cpu")
+    images, labels = synthetic_slices(4, seed=0)
+    with torch.autocast("cpu", dtype=torch.float16):
+        logits = net(images)
+        loss = loss_fn(logits, labels[:, None])
+    scaler.scale(loss).backward()
+    scaler.unscale_(optimizer)
+    torch.nn.utils.clip_grad_norm_(net.parameters(), 12)
+    grads = {name: p.grad for name, p in net.named_parameters() if p.requires_grad}
+    scaler.step(optimizer)
+    scaler.update()
+
+    assert set(block_dtypes) == {dtype}, block_dtypes
+    assert logits.dtype == torch.float32 and torch.isfinite(loss)
+    for part in ("stems.", "adapters.", "sam.mask_decoder."):
+        part_grads = [g for name, g in grads.items() if name.startswith(part)]
+        assert part_grads and all(g is not None and torch.isfinite(g).all() for g in part_grads), part
+        assert any(g.abs().sum() > 0 for g in part_grads), part
+    assert all(p.grad is None for p in net.sam.image_encoder.parameters())
+    assert all(p.grad is None for p in net.sam.prompt.parameters())
