@@ -1,27 +1,80 @@
-"""The methods the paper compares, as networks built from nnU-Net plans.
+"""THE registry of methods: name -> label, nnU-Net trainer, plans, configuration (as segment-anything's
+`sam_model_registry` maps a variant name to its builder). Everything else (benchmark, tables, speed,
+parameter counts, trainers) reads the names and labels from here.
 
     ours            SAMCrossModalNetwork (T1-based + T2-based streams, cross-modality adapters)
     early_fusion    all four channels -> 3 -> one SAM (paper Fig. 3 / Table 1 "Early fusion", Table 2 "SAM")
     T1, T1ce, T2, FLAIR
                     one modality -> 3 -> one SAM (paper Table 1)
+    nnunet_2d, nnunet_3d_fullres
+                    stock nnU-Net (paper Table 2 "nnU-Net")
+    swinunetr_2d, unetr_2d
+                    MONAI stand-ins for the paper's Swin-Unet and TransUNet (Table 2)
 
 Every SAM method reads the same SAM 2d configuration (written by the SAM planner): backbone, input
-size and the dataset's modality channels, so they differ only in what the paper varies.
+size and the dataset's modality channels, so they differ only in what the paper varies. This module
+imports no torch at import time (the CLIs read the registry before deciding to load anything).
 """
 
 from __future__ import annotations
 
 import inspect
-
-from torch import nn
+from dataclasses import dataclass
 
 from nnunet_sam_adapter.model.modalities import MODALITIES
-from nnunet_sam_adapter.model.network import SAMCrossModalNetwork, SAMSingleStreamNetwork
 
-CROSS_MODAL_CLASS = f"{SAMCrossModalNetwork.__module__}.{SAMCrossModalNetwork.__qualname__}"
+SAM_PLANS_NAME = "nnUNetSAMPlans"
+STOCK_PLANS_NAME = "nnUNetPlans"
+CROSS_MODAL_CLASS = "nnunet_sam_adapter.model.network.SAMCrossModalNetwork"
 # Plans written before the package was split into stage folders name this path (still importable).
 LEGACY_CROSS_MODAL_CLASSES = ("nnunet_sam_adapter.network.SAMCrossModalNetwork",)
+
+_SAM_TRAINERS = "nnunet_sam_adapter.trainers.sam_trainers."
+_MONAI_TRAINERS = "nnunet_sam_adapter.trainers.monai_baseline_trainers."
+_STOCK_TRAINER = "nnunetv2.training.nnUNetTrainer.nnUNetTrainer.nnUNetTrainer"
+
+
+@dataclass(frozen=True)
+class Method:
+    """One method of the paper's tables: an nnU-Net trainer on a plans configuration."""
+
+    name: str
+    label: str
+    trainer: str          # dotted path of the nnU-Net trainer class
+    plans: str
+    configuration: str
+    deep_supervision: bool = False  # what the trainer builds its network with
+
+    @property
+    def trainer_name(self) -> str:
+        return self.trainer.rsplit(".", 1)[1]
+
+    @property
+    def folder_name(self) -> str:
+        """nnU-Net's results folder of this trainer/plans/configuration."""
+        return f"{self.trainer_name}__{self.plans}__{self.configuration}"
+
+    @property
+    def is_sam(self) -> bool:
+        return self.name in SAM_METHODS
+
+
+METHODS: dict[str, Method] = {m.name: m for m in (
+    Method("ours", "Ours (cross-modality adapters)", _SAM_TRAINERS + "SAMCrossModalTrainer", SAM_PLANS_NAME, "2d"),
+    Method("early_fusion", "SAM, early fusion", _SAM_TRAINERS + "SAMEarlyFusionTrainer", SAM_PLANS_NAME, "2d"),
+    Method("T1", "SAM, T1 only", _SAM_TRAINERS + "SAMSingleModalityT1Trainer", SAM_PLANS_NAME, "2d"),
+    Method("T1ce", "SAM, T1ce only", _SAM_TRAINERS + "SAMSingleModalityT1ceTrainer", SAM_PLANS_NAME, "2d"),
+    Method("T2", "SAM, T2 only", _SAM_TRAINERS + "SAMSingleModalityT2Trainer", SAM_PLANS_NAME, "2d"),
+    Method("FLAIR", "SAM, FLAIR only", _SAM_TRAINERS + "SAMSingleModalityFLAIRTrainer", SAM_PLANS_NAME, "2d"),
+    Method("nnunet_2d", "nnU-Net 2d", _STOCK_TRAINER, STOCK_PLANS_NAME, "2d", deep_supervision=True),
+    Method("nnunet_3d_fullres", "nnU-Net 3d_fullres", _STOCK_TRAINER, STOCK_PLANS_NAME, "3d_fullres",
+           deep_supervision=True),
+    Method("swinunetr_2d", "MONAI SwinUNETR 2D", _MONAI_TRAINERS + "MONAISwinUNETR2DTrainer", STOCK_PLANS_NAME, "2d"),
+    Method("unetr_2d", "MONAI UNETR 2D", _MONAI_TRAINERS + "MONAIUNETR2DTrainer", STOCK_PLANS_NAME, "2d"),
+)}
 SAM_METHODS = ("ours", "early_fusion", *MODALITIES)
+DEFAULT_METHODS = (*SAM_METHODS, "nnunet_2d")
+OPTIONAL_METHODS = tuple(name for name in METHODS if name not in DEFAULT_METHODS)
 
 
 class SAMPlansError(ValueError):
@@ -34,13 +87,15 @@ def sam_settings(configuration: dict, plans_name: str = "") -> dict:
     if "sam" not in configuration or network_class not in (CROSS_MODAL_CLASS, *LEGACY_CROSS_MODAL_CLASSES):
         raise SAMPlansError(
             f"plans {plans_name or '(unnamed)'} have no SAM configuration: SAM trainers need the plans written "
-            f"by nnUNetv2_sam_plan_and_preprocess (pass -p nnUNetSAMPlans to nnUNetv2_train / nnUNetv2_predict)")
+            f"by nnUNetv2_sam_plan_and_preprocess (pass -p {SAM_PLANS_NAME} to nnUNetv2_train / nnUNetv2_predict)")
     return configuration["sam"]
 
 
 def build_method_network(method: str, configuration: dict, num_input_channels: int, num_outputs: int,
-                         plans_name: str = "") -> nn.Module:
-    """Network of `method` from a SAM 2d configuration dict (nnU-Net's ConfigurationManager.configuration)."""
+                         plans_name: str = ""):
+    """Network (nn.Module) of SAM `method` from a SAM 2d configuration dict (ConfigurationManager.configuration)."""
+    from nnunet_sam_adapter.model.network import SAMCrossModalNetwork, SAMSingleStreamNetwork
+
     settings = sam_settings(configuration, plans_name)
     arch_kwargs = dict(configuration["architecture"]["arch_kwargs"])
     if method == "ours":
@@ -50,7 +105,7 @@ def build_method_network(method: str, configuration: dict, num_input_channels: i
     elif method in MODALITIES:
         channels = [settings["modality_channels"][method]]
     else:
-        raise ValueError(f"unknown method {method!r}; expected one of {', '.join(SAM_METHODS)}")
+        raise ValueError(f"unknown method {method!r} for a SAM network; expected one of {', '.join(SAM_METHODS)}")
     # The cross-modal kwargs (adapters, streams) do not apply to a single stream; the rest (backbone,
     # input size, execution options) are shared so the methods differ only in what the paper varies.
     accepted = inspect.signature(SAMSingleStreamNetwork).parameters

@@ -14,9 +14,6 @@ from nnunet_sam_adapter.model.checkpoints import SAMCheckpointError
 from nnunet_sam_adapter.methods import CROSS_MODAL_CLASS
 from nnunet_sam_adapter.model.modalities import modality_channels, stream_channels
 
-SAM_PLANS_NAME = "nnUNetSAMPlans"
-STOCK_PLANS_NAME = "nnUNetPlans"
-
 
 @dataclass
 class SAMPlanSettings:

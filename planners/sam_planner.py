@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from nnunetv2.experiment_planning.experiment_planners.default_experiment_planner import ExperimentPlanner
 
-from nnunet_sam_adapter.planning import SAM_PLANS_NAME, SAMPlanSettings, sam_2d_configuration
+from nnunet_sam_adapter.methods import SAM_PLANS_NAME
+from nnunet_sam_adapter.planning import SAMPlanSettings, sam_2d_configuration
 
 
 class SAMPlanner(ExperimentPlanner):

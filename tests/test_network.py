@@ -7,12 +7,8 @@ import torch
 
 from nnunet_sam_adapter.model.backbones import upsample_logits
 from nnunet_sam_adapter.model.checkpoints import litemedsam_checkpoint_path, load_sam_checkpoint
-from nnunet_sam_adapter.model.network import (
-    SAMCrossModalNetwork,
-    SAMSingleStreamNetwork,
-    parameter_breakdown,
-    parameter_report,
-)
+from nnunet_sam_adapter.model.network import SAMCrossModalNetwork, SAMSingleStreamNetwork
+from nnunet_sam_adapter.model.parameters import parameter_breakdown, parameter_report
 
 TINY_DEPTH = 4
 

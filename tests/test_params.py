@@ -2,6 +2,7 @@
 import json
 
 from nnunet_sam_adapter.cli.params import main
+from nnunet_sam_adapter.methods import METHODS
 
 
 def test_params_table_defaults(capsys):
@@ -15,7 +16,7 @@ def test_params_table_defaults(capsys):
 def test_params_json(capsys):
     main(["--json", "--adapter-depth", "12", "--num-classes", "3"])
     data = json.loads(capsys.readouterr().out)
-    ours = data["models"]["cross-modality adapters (ours)"]
+    ours = data["models"][METHODS["ours"].label]
     assert data["adapter_depth"] == 12
     assert ours["parts"]["adapters"]["trainable"] == 12 * (2 * 768 * 768 + 768)
     assert sum(part["total"] for part in ours["parts"].values()) == ours["report"]["total"]

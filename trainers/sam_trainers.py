@@ -13,7 +13,7 @@ from torch.nn.parallel import DistributedDataParallel as DDP
 
 from nnunet_sam_adapter.model.checkpoints import load_pretrained_or_warn
 from nnunet_sam_adapter.methods import build_method_network, sam_settings
-from nnunet_sam_adapter.model.network import format_parameter_report, parameter_report
+from nnunet_sam_adapter.model.parameters import format_parameter_report, parameter_report
 from nnunet_sam_adapter.training.single_output_trainer import SingleOutputAdamWTrainer
 
 

@@ -35,55 +35,13 @@ from pathlib import Path
 from tqdm import tqdm
 
 from nnunet_sam_adapter.data.atomic_io import atomic_write_json
+from nnunet_sam_adapter.methods import DEFAULT_METHODS, METHODS, SAM_PLANS_NAME, Method
 
-SAM_PLANS = "nnUNetSAMPlans"  # planning.SAM_PLANS_NAME (not imported: planning imports torch at import time)
-STOCK_PLANS = "nnUNetPlans"
 RUN_RECORD = "sam_benchmark_run.json"
-_SAM = "nnunet_sam_adapter.trainers.sam_trainers."
-_MONAI = "nnunet_sam_adapter.trainers.monai_baseline_trainers."
-_STOCK = "nnunetv2.training.nnUNetTrainer.nnUNetTrainer.nnUNetTrainer"
 
 
 class BenchmarkError(RuntimeError):
     """A benchmark that cannot run as asked; the message says what to do."""
-
-
-@dataclass(frozen=True)
-class BenchmarkMethod:
-    """One row of the tables: an nnU-Net trainer on a plans configuration."""
-
-    name: str
-    label: str
-    trainer: str          # dotted path of the nnU-Net trainer class
-    plans: str
-    configuration: str
-    deep_supervision: bool = False  # what the trainer builds its network with
-
-    @property
-    def trainer_name(self) -> str:
-        return self.trainer.rsplit(".", 1)[1]
-
-    @property
-    def folder_name(self) -> str:
-        """nnU-Net's results folder of this trainer/plans/configuration."""
-        return f"{self.trainer_name}__{self.plans}__{self.configuration}"
-
-
-METHODS: dict[str, BenchmarkMethod] = {m.name: m for m in (
-    BenchmarkMethod("ours", "Ours (cross-modality adapters)", _SAM + "SAMCrossModalTrainer", SAM_PLANS, "2d"),
-    BenchmarkMethod("early_fusion", "SAM, early fusion", _SAM + "SAMEarlyFusionTrainer", SAM_PLANS, "2d"),
-    BenchmarkMethod("T1", "SAM, T1 only", _SAM + "SAMSingleModalityT1Trainer", SAM_PLANS, "2d"),
-    BenchmarkMethod("T1ce", "SAM, T1ce only", _SAM + "SAMSingleModalityT1ceTrainer", SAM_PLANS, "2d"),
-    BenchmarkMethod("T2", "SAM, T2 only", _SAM + "SAMSingleModalityT2Trainer", SAM_PLANS, "2d"),
-    BenchmarkMethod("FLAIR", "SAM, FLAIR only", _SAM + "SAMSingleModalityFLAIRTrainer", SAM_PLANS, "2d"),
-    BenchmarkMethod("nnunet_2d", "nnU-Net 2d", _STOCK, STOCK_PLANS, "2d", deep_supervision=True),
-    BenchmarkMethod("nnunet_3d_fullres", "nnU-Net 3d_fullres", _STOCK, STOCK_PLANS, "3d_fullres",
-                    deep_supervision=True),
-    BenchmarkMethod("swinunetr_2d", "MONAI SwinUNETR 2D", _MONAI + "MONAISwinUNETR2DTrainer", STOCK_PLANS, "2d"),
-    BenchmarkMethod("unetr_2d", "MONAI UNETR 2D", _MONAI + "MONAIUNETR2DTrainer", STOCK_PLANS, "2d"),
-)}
-DEFAULT_METHODS = ("ours", "early_fusion", "T1", "T1ce", "T2", "FLAIR", "nnunet_2d")
-OPTIONAL_METHODS = ("nnunet_3d_fullres", "swinunetr_2d", "unetr_2d")
 
 
 @dataclass(frozen=True)
@@ -176,10 +134,10 @@ def _nnunet_dirs(dataset: int | str) -> tuple[str, Path, Path]:
     return name, Path(str(nnUNet_preprocessed)) / name, Path(str(nnUNet_results)) / name
 
 
-def _load_plans(preprocessed: Path, method: BenchmarkMethod) -> dict:
+def _load_plans(preprocessed: Path, method: Method) -> dict:
     plans_file = preprocessed / f"{method.plans}.json"
     if not plans_file.is_file():
-        how = ("nnUNetv2_sam_plan_and_preprocess -d ID ..." if method.plans == SAM_PLANS
+        how = ("nnUNetv2_sam_plan_and_preprocess -d ID ..." if method.plans == SAM_PLANS_NAME
                else f"nnUNetv2_sam_plan_and_preprocess -d ID ... --stock {method.configuration}")
         raise BenchmarkError(f"method {method.name} needs plans {plans_file}: run {how}")
     with open(plans_file) as f:
@@ -198,7 +156,7 @@ def _load_json(path: Path) -> dict | None:
         return None
 
 
-def trainer_class(method: BenchmarkMethod) -> type:
+def trainer_class(method: Method) -> type:
     found = pydoc.locate(method.trainer)
     if found is None:
         raise BenchmarkError(f"trainer class {method.trainer} of method {method.name} cannot be imported")
@@ -239,7 +197,7 @@ def _validation_complete(run_dir: Path, cases: list[str], file_ending: str, reco
     return bool(record.get("validation_mirroring", True) if record else True) == mirroring
 
 
-def _make_trainer(method: BenchmarkMethod, plans: dict, preprocessed: Path, fold: int, device):
+def _make_trainer(method: Method, plans: dict, preprocessed: Path, fold: int, device):
     dataset_json = _load_json(preprocessed / "dataset.json")
     plans = {**plans, "continue_training": False}  # nnU-Net's trainer pops this key
     return trainer_class(method)(plans=plans, configuration=method.configuration, fold=fold,
@@ -267,7 +225,7 @@ def _validate(trainer, mirroring: bool) -> float:
     return time.perf_counter() - start
 
 
-def train_and_validate(method: BenchmarkMethod, dataset: int | str, fold: int, budget: Budget, device,
+def train_and_validate(method: Method, dataset: int | str, fold: int, budget: Budget, device,
                        log_file: Path, retrain: bool = False, mirroring: bool = True) -> MethodResult:
     """Train `method` on the fold (or reuse a finished run, see the module docstring) and make sure
     nnU-Net's validation predictions of the fold exist. nnU-Net's console output goes to `log_file`."""
@@ -334,14 +292,14 @@ def train_and_validate(method: BenchmarkMethod, dataset: int | str, fold: int, b
 
 # ------------------------------------------------------------------ parameters (Table 3)
 
-def network_parameters(method: BenchmarkMethod, dataset: int | str) -> dict | None:
+def network_parameters(method: Method, dataset: int | str) -> dict | None:
     """Total / trainable / percent parameters of the network `method`'s trainer builds from the plans
     (None when the plans or configuration do not exist). Built on the meta device where possible."""
     import torch
     from nnunetv2.utilities.label_handling.label_handling import determine_num_input_channels
     from nnunetv2.utilities.plans_handling.plans_handler import PlansManager
 
-    from nnunet_sam_adapter.model.network import parameter_report
+    from nnunet_sam_adapter.model.parameters import parameter_report
 
     _, preprocessed, _ = _nnunet_dirs(dataset)
     try:
@@ -367,7 +325,7 @@ def sam_description(dataset: int | str) -> dict | None:
     from nnunet_sam_adapter.model.checkpoints import default_checkpoint
 
     _, preprocessed, _ = _nnunet_dirs(dataset)
-    plans = _load_json(preprocessed / f"{SAM_PLANS}.json")
+    plans = _load_json(preprocessed / f"{SAM_PLANS_NAME}.json")
     if not plans:
         return None
     sam = plans["configurations"]["2d"].get("sam", {})

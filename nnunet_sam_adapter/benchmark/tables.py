@@ -16,6 +16,7 @@ import os
 from pathlib import Path
 
 from nnunet_sam_adapter.data.atomic_io import atomic_write_text, csv_text
+from nnunet_sam_adapter.model.parameters import millions
 
 TABLE1_METHODS = ("T1", "T1ce", "T2", "FLAIR", "early_fusion", "ours")
 TABLE2_METHODS = ("swinunetr_2d", "unetr_2d", "early_fusion", "nnunet_2d", "nnunet_3d_fullres", "ours")
@@ -67,10 +68,6 @@ def _pm(row: dict, key: str, digits: int = 2) -> str:
     return "-" if mean is None else f"{mean:.{digits}f} ± {std:.{digits}f}"
 
 
-def _millions(n: int) -> str:
-    return f"{n / 1e6:.2f}M" if n >= 10_000 else f"{n:,}"
-
-
 def metric_table_markdown(rows: list[dict], results: dict, table: int) -> str:
     classes = list(dict.fromkeys(r["class"] for r in rows))
     lines = []
@@ -89,7 +86,7 @@ def metric_table_markdown(rows: list[dict], results: dict, table: int) -> str:
 def parameter_table_markdown(rows: list[dict]) -> str:
     lines = ["| Method | All | Training | Percent | trained in this run |", "|---|---:|---:|---:|---|"]
     for row in rows:
-        lines.append(f"| {row['label']} | {_millions(row['total'])} | {_millions(row['trainable'])} | "
+        lines.append(f"| {row['label']} | {millions(row['total'])} | {millions(row['trainable'])} | "
                      f"{row['percent']:.1f}% | {'yes' if row['in_this_run'] else 'no'} |")
     return "\n".join(lines)
 

@@ -8,7 +8,7 @@ import sys
 
 
 def main(argv: list[str] | None = None) -> None:
-    from nnunet_sam_adapter.benchmark.runner import DEFAULT_METHODS, METHODS, OPTIONAL_METHODS
+    from nnunet_sam_adapter.methods import DEFAULT_METHODS, METHODS, OPTIONAL_METHODS
 
     parser = argparse.ArgumentParser(
         prog="nnUNetv2_sam_benchmark", description=__doc__.split("\n\n")[0].split(": ", 1)[1],

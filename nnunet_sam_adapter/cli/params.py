@@ -6,7 +6,7 @@ import argparse
 import json
 
 from nnunet_sam_adapter.model.backbones import BACKBONE_NAMES
-from nnunet_sam_adapter.model.network import method_parameter_reports
+from nnunet_sam_adapter.model.parameters import method_parameter_reports, millions
 
 PARTS = ("image encoder", "stems", "adapters", "mask decoder", "prompt embedding")
 PAPER_NOTE = (
@@ -17,22 +17,18 @@ PAPER_NOTE = (
 )
 
 
-def _millions(n: int) -> str:
-    return f"{n / 1e6:.2f}M" if n >= 10_000 else f"{n:,}"
-
-
 def format_table(reports: dict[str, dict]) -> str:
     header = ["model", "total", "trainable", "%", *PARTS]
     rows = []
     for name, entry in reports.items():
         report, parts = entry["report"], entry["parts"]
-        cells = [name, _millions(report["total"]), _millions(report["trainable"]), f"{report['percent']:.1f}"]
+        cells = [name, millions(report["total"]), millions(report["trainable"]), f"{report['percent']:.1f}"]
         for part in PARTS:
             count = parts[part]
             if count["total"] == 0:
                 cells.append("-")
             else:
-                cells.append(_millions(count["total"]) + ("" if count["trainable"] else " (frozen)"))
+                cells.append(millions(count["total"]) + ("" if count["trainable"] else " (frozen)"))
         rows.append(cells)
     widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]
     lines = ["  ".join(str(c).ljust(w) if i == 0 else str(c).rjust(w) for i, (c, w) in enumerate(zip(r, widths)))
