@@ -10,7 +10,7 @@ import os
 from dataclasses import asdict, dataclass
 
 from nnunet_sam_adapter.model.backbones import BACKBONE_NAMES, VIT_CONFIGS, build_backbone
-from nnunet_sam_adapter.model.checkpoints import SAMCheckpointError
+from nnunet_sam_adapter.model.checkpoints import CHECKPOINT_ENV_VAR, SAMCheckpointError, check_checkpoint
 from nnunet_sam_adapter.methods import CROSS_MODAL_CLASS
 from nnunet_sam_adapter.model.modalities import modality_channels, stream_channels
 
@@ -69,12 +69,22 @@ def sam_2d_configuration(stock_plan: dict, settings: SAMPlanSettings, dataset_js
     return plan
 
 
+def check_planned_checkpoint(settings: SAMPlanSettings) -> None:
+    """Before anything is planned: the checkpoint the trainers will load (--checkpoint, else
+    $nnUNet_sam_checkpoint) exists, is readable and holds the backbone's model; the bundled LiteMedSAM
+    weights are trusted. Raises SAMCheckpointError (plans are then never written)."""
+    checkpoint = settings.checkpoint or os.environ.get(CHECKPOINT_ENV_VAR)
+    if checkpoint:
+        check_checkpoint(checkpoint, settings.backbone)
+
+
 def plan_and_preprocess(dataset_id: int, settings: SAMPlanSettings, num_processes: int = 2,
                         stock_configurations: tuple[str, ...] = (), verify_dataset: bool = True,
                         verbose: bool = False) -> list[str]:
     """Fingerprint, SAM plans (+ preprocessing of their 2d configuration), and optionally nnU-Net's
     stock plans preprocessed for `stock_configurations` (e.g. ('2d',) for the stock baseline).
     Returns the plans identifiers written."""
+    check_planned_checkpoint(settings)  # before anything is fingerprinted or planned
     from nnunetv2.experiment_planning.plan_and_preprocess_api import (
         extract_fingerprint_dataset, plan_experiment_dataset, preprocess_dataset)
 

@@ -2,9 +2,9 @@
 from __future__ import annotations
 
 import argparse
-import sys
 
-from nnunet_sam_adapter.evaluation.folders import DEFAULT_OUTPUT_SUBDIR, EvaluationError, evaluate_folders, format_summary_table
+from nnunet_sam_adapter.cli.errors import one_line_errors
+from nnunet_sam_adapter.evaluation.folders import DEFAULT_OUTPUT_SUBDIR, evaluate_folders, format_summary_table
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -30,7 +30,7 @@ def main(argv: list[str] | None = None) -> None:
     )
     parser.add_argument("--slice_axis", type=int, default=0, help="numpy axis of the slice protocol (default 0 = z)")
     args = parser.parse_args(argv)
-    try:
+    with one_line_errors("nnUNetv2_sam_evaluate", exit_code=2):
         summary = evaluate_folders(
             args.ref,
             args.pred,
@@ -40,9 +40,6 @@ def main(argv: list[str] | None = None) -> None:
             allow_missing=args.allow_missing,
             slice_axis=args.slice_axis,
         )
-    except EvaluationError as error:
-        print(f"nnUNetv2_sam_evaluate: error: {error}", file=sys.stderr)
-        sys.exit(2)
     print(format_summary_table(summary))
     output = args.o or f"{args.pred}/{DEFAULT_OUTPUT_SUBDIR}"
     print(f"{len(summary['cases'])} cases; per-case and per-slice CSVs and summary written to {output}")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 
+from nnunet_sam_adapter.cli.errors import one_line_errors
 from nnunet_sam_adapter.model.backbones import BACKBONE_NAMES
 from nnunet_sam_adapter.model.checkpoints import CHECKPOINT_ENV_VAR
 
@@ -33,12 +34,15 @@ def main(argv=None) -> None:
 
     from nnunet_sam_adapter.planning import SAMPlanSettings, plan_and_preprocess
 
-    settings = SAMPlanSettings(backbone=args.backbone, checkpoint=args.checkpoint, input_size=args.input_size,
-                               batch_size=args.batch_size, adapter_depth=args.adapter_depth,
-                               allow_random_encoder=args.allow_random_encoder)
+    prog = parser.prog
+    with one_line_errors(prog, extra=(ValueError,)):  # SAMPlanSettings refuses bad values with ValueError
+        settings = SAMPlanSettings(backbone=args.backbone, checkpoint=args.checkpoint, input_size=args.input_size,
+                                   batch_size=args.batch_size, adapter_depth=args.adapter_depth,
+                                   allow_random_encoder=args.allow_random_encoder)
     for dataset_id in args.d:
-        written = plan_and_preprocess(dataset_id, settings, args.np, tuple(args.stock), not args.no_verify,
-                                      args.verbose)
+        with one_line_errors(prog):
+            written = plan_and_preprocess(dataset_id, settings, args.np, tuple(args.stock), not args.no_verify,
+                                          args.verbose)
         print(f"Dataset {dataset_id}: plans {', '.join(written)} written and preprocessed")
 
 

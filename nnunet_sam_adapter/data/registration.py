@@ -15,6 +15,10 @@ from dataclasses import dataclass
 import numpy as np
 import SimpleITK as sitk
 
+# one set of geometry tolerances for every stage (data/images.py); re-exported for callers of this module
+from nnunet_sam_adapter.data.images import (  # noqa: F401
+    DIRECTION_TOLERANCE, ORIGIN_TOLERANCE_MM, SPACING_TOLERANCE_MM, same_geometry)
+
 REGISTRATION_VERSION = "1"  # bump when results change; conversion re-runs cases registered by older versions
 # Fixed metric-sampling seed: results are identical run to run with one ITK thread; with several threads
 # the metric's partial sums are added in varying order (differences ~1e-4 mm).
@@ -34,22 +38,9 @@ class RegistrationSettings:
     seed: int = RANDOM_SEED
 
 
-# geometry tolerances: nnU-Net compares channel geometries with np.allclose (rtol 1e-5, atol 1e-8),
-# these are looser than a header round-off and far tighter than any real misalignment
-SPACING_TOLERANCE_MM = 1e-3
-ORIGIN_TOLERANCE_MM = 1e-2
-DIRECTION_TOLERANCE = 1e-4
 # content check for images on the same grid (see needs_registration)
 MASK_DICE_THRESHOLD = 0.95
 CENTROID_SHIFT_THRESHOLD_MM = 1.0
-
-
-def same_geometry(a: sitk.Image, b: sitk.Image) -> bool:
-    """True when both images have the same size and, within tolerance, spacing, origin and direction."""
-    return (a.GetSize() == b.GetSize()
-            and np.allclose(a.GetSpacing(), b.GetSpacing(), rtol=0, atol=SPACING_TOLERANCE_MM)
-            and np.allclose(a.GetOrigin(), b.GetOrigin(), rtol=0, atol=ORIGIN_TOLERANCE_MM)
-            and np.allclose(a.GetDirection(), b.GetDirection(), rtol=0, atol=DIRECTION_TOLERANCE))
 
 
 def head_mask(image: sitk.Image) -> sitk.Image:
@@ -187,11 +178,18 @@ def register_rigid(fixed: sitk.Image, moving: sitk.Image,
     # head). The coarsest level is cheap (a few thousand voxels), so trying all three costs little.
     level_fixed, level_moving, level_mask = next(levels)
     coarse_metrics, coarse_results = {}, {}
+    failures = {}
     for name, candidate in _initial_candidates(fixed_f, moving_f).items():
         method = _level_method(level_mask, settings)
         method.SetInitialTransform(candidate, inPlace=False)
-        coarse_results[name] = method.Execute(level_fixed, level_moving)
+        try:
+            coarse_results[name] = method.Execute(level_fixed, level_moving)
+        except RuntimeError as error:  # e.g. no overlap from this start (origins far apart): try the others
+            failures[name] = _itk_reason(error)
+            continue
         coarse_metrics[name] = float(method.GetMetricValue())
+    if not coarse_metrics:
+        raise RegistrationError("; ".join(f"{name} start: {reason}" for name, reason in failures.items()))
     start_name = min(coarse_metrics, key=coarse_metrics.get)
     result = coarse_results[start_name]
     for level_fixed, level_moving, level_mask in levels:
@@ -204,6 +202,19 @@ def register_rigid(fixed: sitk.Image, moving: sitk.Image,
               "stop_condition": method.GetOptimizerStopConditionDescription(),
               **describe_transform(transform, fixed), "seconds": time.perf_counter() - start}
     return transform, report
+
+
+class RegistrationError(RuntimeError):
+    """No start of the rigid registration could be optimised (e.g. the images do not overlap at all)."""
+
+
+def _itk_reason(error: RuntimeError) -> str:
+    """The 'ITK ERROR: ...' sentence of a SimpleITK exception, without the C++ source location."""
+    lines = [line for line in str(error).strip().splitlines() if line.strip()]
+    for line in lines:
+        if "ERROR:" in line:
+            return line.split("): ", 1)[-1].split(". ")[0].strip()
+    return lines[-1] if lines else type(error).__name__
 
 
 def _as_rigid(transform: sitk.Transform) -> sitk.VersorRigid3DTransform:

@@ -14,7 +14,9 @@ from pathlib import Path
 import numpy as np
 import SimpleITK as sitk
 
-MODALITIES = ("t1", "t1ce", "t2", "flair")
+from nnunet_sam_adapter.data.brats import BRATS_SUFFIXES, CHANNELS
+
+MODALITIES = CHANNELS  # t1, t1ce, t2, flair
 MOVED_MODALITIES = ("t1", "t1ce", "flair")  # registered to T2 by the converter
 
 # tissue index -> mean intensity per modality (arbitrary units, ~MRI-like 0..1200)
@@ -27,12 +29,6 @@ _CONTRAST = {
     "flair": (0, 500, 60, 600, 480, 1050, 760, 380),
 }
 _BRATS_LABEL_OF_TISSUE = {"edema": 2, "enhancing": 4, "necrosis": 1}
-
-# BraTS file suffixes per naming convention, in the order t1, t1ce, t2, flair, seg
-BRATS_SUFFIXES = {
-    "2021": {"t1": "_t1", "t1ce": "_t1ce", "t2": "_t2", "flair": "_flair", "seg": "_seg"},
-    "2023": {"t1": "-t1n", "t1ce": "-t1c", "t2": "-t2w", "flair": "-t2f", "seg": "-seg"},
-}
 
 
 def _random_rotation_and_shift(rng: np.random.Generator, max_rotation_deg: float, max_shift_mm: float):

@@ -84,6 +84,21 @@ def describe_checkpoint(state: dict[str, torch.Tensor]) -> str:
     return f"ViT (embed {embed}, depth {depth})"
 
 
+def _require_variant(path, variant: str, backbone: str) -> str:
+    if variant != backbone:
+        raise SAMCheckpointError(f"SAM checkpoint {path} holds a {variant} model, but the backbone is "
+                                 f"{backbone}: pass the matching checkpoint (e.g. "
+                                 f"{OFFICIAL_CHECKPOINTS.get(backbone, 'the LiteMedSAM weights')}) "
+                                 f"or --backbone {variant}")
+    return variant
+
+
+def check_checkpoint(path: str | os.PathLike, backbone: str) -> str:
+    """Plan-time check that `path` exists, is a readable SAM checkpoint and holds `backbone`'s model;
+    returns its variant (raises SAMCheckpointError)."""
+    return _require_variant(path, describe_checkpoint(read_state_dict(path)), backbone)
+
+
 def _resize_pos_embed(pos_embed: torch.Tensor, grid: tuple[int, int]) -> torch.Tensor:
     """(1, H0, W0, c) -> (1, gh, gw, c), bicubic."""
     if tuple(pos_embed.shape[1:3]) == tuple(grid):
@@ -128,12 +143,7 @@ def load_sam_checkpoint(backbone: SAMBackbone, path: str | os.PathLike) -> dict:
     """Loads a SAM-format checkpoint into `backbone` (encoder, mask decoder, no-prompt embedding),
     resized to the backbone's input size. Returns {'path', 'variant', 'resized': [keys]}."""
     state = read_state_dict(path)
-    variant = describe_checkpoint(state)
-    if variant != backbone.name:
-        raise SAMCheckpointError(f"SAM checkpoint {path} holds a {variant} model, but the backbone is "
-                                 f"{backbone.name}: pass the matching checkpoint (e.g. "
-                                 f"{OFFICIAL_CHECKPOINTS.get(backbone.name, 'the LiteMedSAM weights')}) "
-                                 f"or --backbone {variant}")
+    variant = _require_variant(path, describe_checkpoint(state), backbone.name)
     target = backbone.state_dict()
     mapped, resized = {}, []
     for key, value in state.items():
