@@ -10,6 +10,8 @@ parameter counts, trainers) reads the names and labels from here.
                     stock nnU-Net (paper Table 2 "nnU-Net")
     swinunetr_2d, unetr_2d
                     MONAI stand-ins for the paper's Swin-Unet and TransUNet (Table 2)
+    ours_missing, early_fusion_missing, nnunet_2d_missing
+                    the same trainers with modality dropout (missing modalities at inference)
 
 Every SAM method reads the same SAM 2d configuration (written by the SAM planner): backbone, input
 size and the dataset's modality channels, so they differ only in what the paper varies. This module
@@ -32,6 +34,7 @@ LEGACY_CROSS_MODAL_CLASSES = ("nnunet_sam_adapter.network.SAMCrossModalNetwork",
 _SAM_TRAINERS = "nnunet_sam_adapter.trainers.sam_trainers."
 _MONAI_TRAINERS = "nnunet_sam_adapter.trainers.monai_baseline_trainers."
 _STOCK_TRAINER = "nnunetv2.training.nnUNetTrainer.nnUNetTrainer.nnUNetTrainer"
+_MISSING_TRAINERS = "nnunet_sam_adapter.trainers.missing_modality_trainers."
 
 
 @dataclass(frozen=True)
@@ -71,6 +74,13 @@ METHODS: dict[str, Method] = {m.name: m for m in (
            deep_supervision=True),
     Method("swinunetr_2d", "MONAI SwinUNETR 2D", _MONAI_TRAINERS + "MONAISwinUNETR2DTrainer", STOCK_PLANS_NAME, "2d"),
     Method("unetr_2d", "MONAI UNETR 2D", _MONAI_TRAINERS + "MONAIUNETR2DTrainer", STOCK_PLANS_NAME, "2d"),
+    # Trained with modality dropout (training/modality_dropout.py) for missing modalities at inference.
+    Method("ours_missing", "Ours + modality dropout", _MISSING_TRAINERS + "SAMCrossModalMissingModalityTrainer",
+           SAM_PLANS_NAME, "2d"),
+    Method("early_fusion_missing", "SAM, early fusion + modality dropout",
+           _MISSING_TRAINERS + "SAMEarlyFusionMissingModalityTrainer", SAM_PLANS_NAME, "2d"),
+    Method("nnunet_2d_missing", "nnU-Net 2d + modality dropout", _MISSING_TRAINERS + "nnUNetTrainerMissingModality",
+           STOCK_PLANS_NAME, "2d", deep_supervision=True),
 )}
 SAM_METHODS = ("ours", "early_fusion", *MODALITIES)
 DEFAULT_METHODS = (*SAM_METHODS, "nnunet_2d")

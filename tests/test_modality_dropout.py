@@ -1,0 +1,113 @@
+"""Modality dropout: never drops every modality, drops each at the configured rate, sits in the training
+pipeline only, and sets a dropped channel to what nnU-Net's preprocessing makes of a missing (all-zero)
+modality."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from batchgeneratorsv2.transforms.utils.remove_label import RemoveLabelTansform
+from nnunetv2.preprocessing.preprocessors.default_preprocessor import DefaultPreprocessor
+from nnunetv2.utilities.plans_handling.plans_handler import PlansManager
+
+from nnunet_sam_adapter.training.modality_dropout import (MISSING_VALUE, ModalityDropoutTransform,
+                                                          expected_drop_rate)
+from nnunet_sam_adapter.trainers.missing_modality_trainers import (SAMCrossModalMissingModalityTrainer,
+                                                                   SAMEarlyFusionMissingModalityTrainer,
+                                                                   nnUNetTrainerMissingModality)
+
+
+def _draw(transform, n_samples, seed=0, channels=4):
+    np.random.seed(seed)
+    dropped = np.zeros((n_samples, channels), dtype=bool)
+    for i in range(n_samples):
+        image = torch.randn(channels, 8, 8) + 5  # no channel is 0 by chance
+        out = transform(image=image, segmentation=torch.zeros(1, 8, 8))["image"]
+        dropped[i] = (out == MISSING_VALUE).flatten(1).all(1).numpy()
+        kept = ~dropped[i]
+        assert torch.equal(out[kept], image[kept])  # kept channels untouched
+    return dropped
+
+
+@pytest.mark.parametrize("p_drop", [0.5, 0.25, 0.9, 1.0])
+def test_never_drops_all_modalities(p_drop):
+    dropped = _draw(ModalityDropoutTransform(p_drop), 2000)
+    assert not dropped.all(axis=1).any()
+
+
+@pytest.mark.parametrize("p_drop", [0.5, 0.25])
+def test_each_modality_dropped_at_the_configured_rate(p_drop):
+    n = 4000
+    dropped = _draw(ModalityDropoutTransform(p_drop), n, seed=1)
+    expected = expected_drop_rate(p_drop, 4)
+    tolerance = 4 * np.sqrt(expected * (1 - expected) / n)  # 4 binomial standard errors
+    assert np.abs(dropped.mean(axis=0) - expected).max() < tolerance, (dropped.mean(axis=0), expected)
+
+
+def test_default_rate_makes_the_15_subsets_equally_likely():
+    n = 6000
+    dropped = _draw(ModalityDropoutTransform(), n, seed=2)
+    subsets = dropped @ (1 << np.arange(4))
+    counts = np.bincount(subsets, minlength=16)
+    assert counts[15] == 0
+    from scipy.stats import chisquare
+
+    assert chisquare(counts[:15]).pvalue > 1e-3, counts
+
+
+def test_zero_rate_and_chosen_channels():
+    assert not _draw(ModalityDropoutTransform(0.0), 200).any()
+    dropped = _draw(ModalityDropoutTransform(0.9, channels=[0, 1]), 500, channels=3)
+    assert not dropped[:, 2].any() and dropped[:, :2].any()
+
+
+@pytest.mark.parametrize("trainer", [SAMCrossModalMissingModalityTrainer, SAMEarlyFusionMissingModalityTrainer,
+                                     nnUNetTrainerMissingModality])
+def test_in_training_transforms_only(trainer):
+    """After nnU-Net's intensity augmentations, before its label transforms; never at validation."""
+    args = (np.array([64, 64]), (0, 0), None, (0, 1), False)
+    train = trainer.get_training_transforms(*args, use_mask_for_norm=[True] * 4).transforms
+    kinds = [type(t) for t in train]
+    assert kinds.count(ModalityDropoutTransform) == 1
+    assert kinds.index(ModalityDropoutTransform) == kinds.index(RemoveLabelTansform) - 1
+    assert train[kinds.index(ModalityDropoutTransform)].p_drop == trainer.modality_drop_probability
+    validation = trainer.get_validation_transforms(None).transforms
+    assert ModalityDropoutTransform not in [type(t) for t in validation]
+    # the plain trainers are untouched
+    plain = trainer.__mro__[2].get_training_transforms(*args, use_mask_for_norm=[True] * 4).transforms
+    assert ModalityDropoutTransform not in [type(t) for t in plain]
+
+
+def _plans(use_mask_for_norm: bool) -> PlansManager:
+    configuration = {
+        "data_identifier": "x", "preprocessor_name": "DefaultPreprocessor", "spacing": [1.0, 1.0, 1.0],
+        "normalization_schemes": ["ZScoreNormalization"] * 4, "use_mask_for_norm": [use_mask_for_norm] * 4,
+        "resampling_fn_data": "resample_data_or_seg_to_shape", "resampling_fn_seg": "resample_data_or_seg_to_shape",
+        "resampling_fn_data_kwargs": {"is_seg": False, "order": 3, "order_z": 0, "force_separate_z": None},
+        "resampling_fn_seg_kwargs": {"is_seg": True, "order": 1, "order_z": 0, "force_separate_z": None},
+        "architecture": {"network_class_name": "unused", "arch_kwargs": {}, "_kw_requires_import": []},
+    }
+    intensity = {str(c): {"mean": 0.0, "std": 1.0, "percentile_00_5": 0.0, "percentile_99_5": 1.0}
+                 for c in range(4)}
+    return PlansManager({"dataset_name": "x", "plans_name": "p", "transpose_forward": [0, 1, 2],
+                         "transpose_backward": [0, 1, 2], "configurations": {"3d_fullres": configuration},
+                         "foreground_intensity_properties_per_channel": intensity})
+
+
+@pytest.mark.parametrize("use_mask_for_norm", [True, False])
+def test_missing_value_is_what_nnunet_preprocessing_makes_of_a_zero_channel(use_mask_for_norm):
+    """A missing modality written as zeros (register --allow-missing) is MISSING_VALUE after nnU-Net's
+    own preprocessing (crop to nonzero, ZScoreNormalization, resampling)."""
+    rng = np.random.default_rng(0)
+    data = np.zeros((4, 12, 20, 20), dtype=np.float32)
+    data[:, 2:10, 3:17, 4:18] = rng.uniform(50, 500, size=(4, 8, 14, 14))  # a "brain" with zero background
+    data[1] = 0  # T1ce missing
+    seg = np.zeros((1, 12, 20, 20), dtype=np.int16)
+    seg[0, 4:8, 6:12, 6:12] = 1
+    plans = _plans(use_mask_for_norm)
+    out, _, _ = DefaultPreprocessor(verbose=False).run_case_npy(
+        data, seg, {"spacing": [1.0, 1.0, 1.0]}, plans, plans.get_configuration("3d_fullres"),
+        {"labels": {"background": 0, "tumour": 1}})
+    assert np.all(out[1] == MISSING_VALUE)
+    assert out[0].std() > 0.5  # the present channels were normalised, not zeroed
