@@ -6,6 +6,8 @@ from __future__ import annotations
 import argparse
 import time
 
+from nnunet_sam_adapter.cli.errors import one_line_errors
+
 
 def main(argv: list[str] | None = None) -> None:
     from nnunet_sam_adapter.benchmark.demo import DemoSettings
@@ -26,7 +28,8 @@ def main(argv: list[str] | None = None) -> None:
     settings = DemoSettings(work_dir=args.o, epochs=args.epochs, iterations=args.iterations,
                             methods=tuple(args.methods), device=args.device)
     start = time.perf_counter()
-    report = run_demo(settings)
+    with one_line_errors(parser.prog):
+        report = run_demo(settings)
     minutes = (time.perf_counter() - start) / 60
     print()
     print(report.tables_md)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 
+from nnunet_sam_adapter.cli.errors import one_line_errors
 from nnunet_sam_adapter.model.backbones import BACKBONE_NAMES
 from nnunet_sam_adapter.model.parameters import method_parameter_reports, millions
 
@@ -46,7 +47,8 @@ def main(argv: list[str] | None = None) -> None:
                         help="segmentation outputs = mask tokens (default 2: background + tumour)")
     parser.add_argument("--json", action="store_true", help="print JSON instead of the table")
     args = parser.parse_args(argv)
-    reports = method_parameter_reports(args.backbone, args.input_size, args.adapter_depth, args.num_classes)
+    with one_line_errors(parser.prog, extra=(ValueError,)):  # e.g. an input size the backbone cannot take
+        reports = method_parameter_reports(args.backbone, args.input_size, args.adapter_depth, args.num_classes)
     decoder = next(iter(reports.values()))["parts"]["mask decoder"]["total"] / 1e6
     note = PAPER_NOTE.format(decoder=decoder, k=args.num_classes)
     if args.json:

@@ -321,7 +321,7 @@ def _write_skipped(folder: Path, skipped: list[InputError]) -> Path | None:
 
 
 def _created_by_this_tool(out: Path) -> bool:
-    if (out / OWNER_FILE).is_file():
+    if (out / OWNER_FILE).is_file() or (out / REPORTS_DIR).is_dir():  # reports: runs before the owner file
         return True
     try:  # datasets converted before the owner file existed
         return str(json.loads((out / "dataset.json").read_text()).get("converted_by", "")).startswith(
