@@ -5,8 +5,8 @@ import json
 import pytest
 
 from nnunet_sam_adapter.cli.speed import main
-from nnunet_sam_adapter.speed.benchmark import (SpeedSettings, benchmark_variants, comparisons, plain_conv_unet_architecture,
-                                      resolve_device)
+from nnunet_sam_adapter.speed.variants import SpeedSettings, comparisons, resolve_device, speed_variants
+from nnunet_sam_adapter.speed.workload import plain_conv_unet_architecture
 
 
 def test_speed_benchmark_writes_table_and_json(tmp_path, capsys):
@@ -38,13 +38,13 @@ def test_speed_benchmark_writes_table_and_json(tmp_path, capsys):
 
 
 def test_all_comparisons_have_rows():
-    keys = [v.key for v in benchmark_variants(SpeedSettings(include_compile=True), resolve_device("cpu"))]
+    keys = [v.key for v in speed_variants(SpeedSettings(include_compile=True), resolve_device("cpu"))]
     assert keys == ["two_passes", "batched", "sdpa", "low_precision", "low_precision_alt", "checkpointing",
                     "compiled", "early_fusion", "nnunet"]
-    compared = {key for numerator, denominator, _ in comparisons("sam") for key in (numerator, denominator)}
+    compared = {key for numerator, denominator, _ in comparisons("sam", False) for key in (numerator, denominator)}
     assert compared - {None} <= set(keys)
     with pytest.raises(ValueError, match="unknown variants"):
-        benchmark_variants(SpeedSettings(only=("warp",)), resolve_device("cpu"))
+        speed_variants(SpeedSettings(only=("warp",)), resolve_device("cpu"))
 
 
 def test_stock_nnunet_2d_architecture_for_256_patch():

@@ -5,7 +5,9 @@ from __future__ import annotations
 import argparse
 
 from nnunet_sam_adapter.model.backbones import BACKBONE_NAMES
-from nnunet_sam_adapter.speed.benchmark import SpeedSettings, render_saved_report, run_benchmark
+from nnunet_sam_adapter.speed.report import render_saved_report
+from nnunet_sam_adapter.speed.runner import run_speed_benchmark
+from nnunet_sam_adapter.speed.variants import SpeedSettings
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -25,11 +27,12 @@ def main(argv: list[str] | None = None) -> None:
                                help="include the torch.compile row (default: on CUDA only; minutes on CPU)")
     compile_group.add_argument("--no-compile", dest="include_compile", action="store_false")
     parser.add_argument("--only", nargs="+", default=None, metavar="KEY",
-                        help="run only these variants (two_passes batched sdpa low_precision checkpointing "
-                        "compiled early_fusion nnunet); the first is the reference of the ratios")
+                        help="run only these variants (two_passes batched sdpa low_precision low_precision_alt "
+                        "checkpointing compiled early_fusion nnunet); the first is the reference of the ratios")
     parser.add_argument("--variant-timeout", type=int, default=defaults.variant_timeout_s, help="seconds per variant")
     parser.add_argument("-o", "--output", default="speed_results", help="folder for speed.json and speed.md")
-    parser.add_argument("--docs", default=None, help="also write the performance page here (docs/performance.md)")
+    parser.add_argument("--docs", default=None, help="also save the report beside this page as its device's section "
+                        "(performance.json / performance_gpu.json) and re-render the page (docs/performance.md)")
     parser.add_argument("--from-json", default=None, metavar="SPEED_JSON",
                         help="do not measure: re-render the tables (and --docs) from a saved speed.json")
     args = parser.parse_args(argv)
@@ -42,7 +45,7 @@ def main(argv: list[str] | None = None) -> None:
     if args.from_json:
         render_saved_report(args.from_json, args.output, args.docs)
     else:
-        run_benchmark(settings, args.output, args.docs)
+        run_speed_benchmark(settings, args.output, args.docs)
     print(open(f"{args.output}/speed.md").read())
     print(f"written: {args.output}/speed.json, {args.output}/speed.md" + (f", {args.docs}" if args.docs else ""))
 
