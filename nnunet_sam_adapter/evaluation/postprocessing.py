@@ -1,0 +1,105 @@
+"""nnU-Net's own postprocessing on a method's validation predictions, and the evaluation of its result.
+
+nnU-Net decides on validation predictions whether "keep only the largest connected component" (of the
+whole foreground, then per label or region) raises the mean Dice without lowering any class's
+(`nnunetv2.postprocessing.remove_connected_components.determine_postprocessing`, what
+`nnUNetv2_determine_postprocessing` and `nnUNetv2_find_best_configuration` run), and writes the choice
+as `postprocessing.pkl`; `nnUNetv2_apply_postprocessing -pp_pkl_file ...` applies it to new predictions.
+Here nnU-Net decides on a copy of the predictions, so the run's folder stays as nnU-Net wrote it:
+
+    OUT/                      (written whole, then moved into place)
+        CASE.nii.gz           the raw predictions (copied) + nnU-Net's summary.json of them
+        postprocessing.pkl    nnU-Net's choice (pp functions + kwargs), for nnUNetv2_apply_postprocessing
+        postprocessing.json   nnU-Net's before/after Dice
+        postprocessed/        the predictions with the choice applied (what is evaluated as "postprocessed")
+
+Note: like nnU-Net's own cross-validation numbers, the choice is made on the cases it is then scored on.
+"""
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from collections.abc import Mapping
+from pathlib import Path
+
+POSTPROCESSED_SUBDIR = "postprocessed"
+
+
+class PostprocessingError(ValueError):
+    """A validation folder nnU-Net's postprocessing cannot run on (the message names the folder and file)."""
+
+
+def describe_postprocessing(pp_fns, pp_fn_kwargs) -> list[str]:
+    """nnU-Net's chosen steps as text, e.g. ['remove_all_but_largest_component_from_segmentation(labels_or_regions=[1])']
+    (empty: nnU-Net keeps the raw predictions)."""
+    return [f"{fn.__name__}({', '.join(f'{k}={v}' for k, v in kwargs.items())})"
+            for fn, kwargs in zip(pp_fns, pp_fn_kwargs)]
+
+
+def determine_postprocessing_on_copy(prediction_dir, reference_dir, plans: Mapping | str | os.PathLike,
+                                     dataset_json: Mapping | str | os.PathLike, output_dir,
+                                     num_processes: int = 1) -> dict:
+    """Copy the predictions of `prediction_dir` to `output_dir`, let nnU-Net's `determine_postprocessing`
+    choose on them against `reference_dir` (nnU-Net's gt_segmentations), keep its postprocessed files.
+
+    plans / dataset_json: dicts or JSON paths (nnU-Net's results folder holds plans.json and dataset.json).
+    Returns {'steps': [...], 'pkl': path, 'postprocessed_dir': path}. Re-running replaces `output_dir`.
+    """
+    from batchgenerators.utilities.file_and_folder_operations import load_json
+    from nnunetv2.postprocessing.remove_connected_components import determine_postprocessing
+
+    prediction_dir, reference_dir, output_dir = Path(prediction_dir), Path(reference_dir), Path(output_dir)
+    plans = dict(plans) if isinstance(plans, Mapping) else _load(load_json, plans, "plans")
+    dataset_json = dict(dataset_json) if isinstance(dataset_json, Mapping) else _load(load_json, dataset_json,
+                                                                                       "dataset.json")
+    ending = dataset_json.get("file_ending", ".nii.gz")
+    predictions = sorted(p for p in prediction_dir.glob(f"*{ending}") if not p.name.startswith("."))
+    if not predictions:
+        raise PostprocessingError(f"{prediction_dir}: expected predicted segmentations CASE{ending} (nnU-Net's "
+                                  f"fold_F/validation), found none")
+    missing = [p.name for p in predictions if not (reference_dir / p.name).is_file()]
+    if missing:
+        raise PostprocessingError(f"{reference_dir}: no reference segmentation for {', '.join(missing)} "
+                                  f"(expected nnU-Net's gt_segmentations of the preprocessed dataset)")
+
+    output_dir.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{output_dir.name}.", dir=output_dir.parent))
+    try:
+        for path in predictions:
+            shutil.copy2(path, staging / path.name)
+        pp_fns, pp_fn_kwargs = determine_postprocessing(str(staging), str(reference_dir), plans, dataset_json,
+                                                        num_processes=num_processes, keep_postprocessed_files=True)
+        if output_dir.exists():
+            shutil.rmtree(output_dir)
+        os.replace(staging, output_dir)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return {"steps": describe_postprocessing(pp_fns, pp_fn_kwargs), "pkl": str(output_dir / "postprocessing.pkl"),
+            "postprocessed_dir": str(output_dir / POSTPROCESSED_SUBDIR)}
+
+
+def postprocess_and_evaluate(prediction_dir, reference_dir, plans, dataset_json, output_dir,
+                             num_processes: int = 1) -> dict:
+    """nnU-Net's postprocessing (above) into `output_dir`/nnunet_postprocessing, then `evaluate_folders`
+    on the postprocessed predictions into `output_dir` (volume and slice protocols).
+
+    Returns {'steps', 'pkl', 'postprocessed_dir', 'summary'} (summary: evaluate_folders' dict).
+    """
+    from nnunet_sam_adapter.evaluation.folders import evaluate_folders
+
+    output_dir = Path(output_dir)
+    choice = determine_postprocessing_on_copy(prediction_dir, reference_dir, plans, dataset_json,
+                                              output_dir / "nnunet_postprocessing", num_processes)
+    dataset = dict(dataset_json) if isinstance(dataset_json, Mapping) else None
+    summary = evaluate_folders(reference_dir, choice["postprocessed_dir"], output_dir,
+                               dataset_json=dataset if dataset is not None else dataset_json,
+                               num_processes=num_processes, allow_missing=True, show_progress=False)
+    return {**choice, "summary": summary}
+
+
+def _load(load_json, path, what: str) -> dict:
+    try:
+        return load_json(str(path))
+    except (OSError, ValueError) as error:
+        raise PostprocessingError(f"{path}: cannot read the {what} JSON ({error})") from error
