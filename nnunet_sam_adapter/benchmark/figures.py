@@ -30,8 +30,21 @@ def _pyplot():
     return plt
 
 
-def _case_scores(evaluation_dir: str | os.PathLike, cls: str) -> dict[str, dict[str, float]]:
-    """{case: {'volume_dice', 'volume_hd95', 'slice_dice', 'slice_hd95'}} from metrics_cases.csv."""
+def _evaluation_dirs(entry: dict) -> list[str]:
+    """A fold's run has one evaluation folder, a pooled cross-validation entry one per fold."""
+    return list(entry.get("evaluation_dirs") or [entry["evaluation_dir"]])
+
+
+def _case_scores(entry: dict, cls: str) -> dict[str, dict[str, float]]:
+    """{case: {'volume_dice', 'volume_hd95', 'slice_dice', 'slice_hd95'}} from the metrics_cases.csv of
+    every evaluation folder of a method entry."""
+    scores = {}
+    for folder in _evaluation_dirs(entry):
+        scores.update(_read_case_scores(folder, cls))
+    return scores
+
+
+def _read_case_scores(evaluation_dir: str | os.PathLike, cls: str) -> dict[str, dict[str, float]]:
     scores = {}
     with open(Path(evaluation_dir) / "metrics_cases.csv") as f:
         for row in csv.DictReader(f):
@@ -67,7 +80,7 @@ def metrics_figure(results: dict, path: str | os.PathLike) -> str:
                          * scale for m in methods]
                 ax.bar(x + offset, means, width=0.38, color=colour, alpha=0.75, label=name)
                 for i, method in enumerate(methods):
-                    scores = _case_scores(results["methods"][method]["evaluation_dir"], cls)
+                    scores = _case_scores(results["methods"][method], cls)
                     values = [s[f"{protocol}_{metric}"] * scale for s in scores.values()]
                     ax.scatter(x[i] + offset + rng.uniform(-0.08, 0.08, len(values)), values, s=12,
                                color="black", alpha=0.7, zorder=3, linewidths=0)
@@ -81,8 +94,9 @@ def metrics_figure(results: dict, path: str | os.PathLike) -> str:
                 ax.set_ylim(0, 100)
             ax.grid(axis="y", alpha=0.3)
     axes[0, 0].legend(fontsize=8, title="bars: mean; points: cases", title_fontsize=8)
-    fig.suptitle(f"{results['dataset']}, fold {results['fold']}: {len(results['validation_cases'])} validation "
-                 f"cases", fontsize=11)
+    folds = results.get("folds", [results["fold"]])
+    fig.suptitle(f"{results['dataset']}, fold{'s' if len(folds) > 1 else ''} {', '.join(map(str, folds))}: "
+                 f"{len(results['validation_cases'])} validation cases", fontsize=11)
     fig.tight_layout()
     path = Path(path)
     _atomic_savefig(fig, path)
@@ -91,12 +105,12 @@ def metrics_figure(results: dict, path: str | os.PathLike) -> str:
 
 
 def flair_channel(dataset_json: dict) -> int:
-    """Index of the FLAIR channel from dataset.json's channel names (the last channel if none is named so)."""
+    """Index of the FLAIR channel from dataset.json's channel names, any spelling `model.modalities`
+    knows (FLAIR, t2f, ...); the last channel if none is FLAIR."""
+    from nnunet_sam_adapter.model.modalities import modality_channels
+
     names = dataset_json.get("channel_names", dataset_json.get("modality", {}))
-    for index, name in names.items():
-        if str(name).upper() == "FLAIR":
-            return int(index)
-    return len(names) - 1
+    return modality_channels(names).get("FLAIR", len(names) - 1)
 
 
 def _read(path: Path) -> np.ndarray:
@@ -118,7 +132,7 @@ def overlays_figure(results: dict, images_dir: str | os.PathLike, reference_dir:
         return None
     methods = list(results["methods"])
     first_class = next(iter(next(iter(results["methods"].values()))["summary"]["classes"]))
-    scores = {m: _case_scores(results["methods"][m]["evaluation_dir"], first_class) for m in methods}
+    scores = {m: _case_scores(results["methods"][m], first_class) for m in methods}
     fig, axes = plt.subplots(len(cases), len(methods), figsize=(2.4 * len(methods), 2.5 * len(cases)),
                              squeeze=False)
     for row, case in enumerate(cases):

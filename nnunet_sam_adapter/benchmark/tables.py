@@ -7,7 +7,10 @@
 Dice is reported in %, HD95 in mm, both as mean and (population) std, for two protocols: slice (the
 paper's: every 2D slice with tumour in the reference or the prediction, averaged over all slices of
 all validation cases) and volume (BraTS style: one score per case). Only methods that ran appear;
-every number comes from `results` (no reference numbers are copied from the paper).
+every number comes from `results` (no reference numbers are copied from the paper). A requested
+method without a finished run gets a row saying why; a network that cannot be built for the plans
+gets a Table 3 row saying why. The same functions write one fold (OUT/fold_F) and the pooled
+cross-validation (OUT/crossval, plus the per-fold table and the paired statistics).
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from nnunet_sam_adapter.benchmark.budget import images_seen
 from nnunet_sam_adapter.data.atomic_io import atomic_write_text, csv_text
 from nnunet_sam_adapter.model.parameters import millions
 
@@ -32,7 +36,10 @@ def _label(results: dict, method: str, table: int) -> str:
     """Table 1 calls early fusion "Early fusion", Table 2 calls it "SAM" (as the paper does)."""
     if method == "early_fusion":
         return "Early fusion (SAM, 4 -> 3 channels)" if table == 1 else "SAM (= early fusion)"
-    return results["methods"][method]["label"]
+    from nnunet_sam_adapter.methods import METHODS
+
+    entry = results["methods"].get(method)
+    return entry["label"] if entry else METHODS[method].label if method in METHODS else method
 
 
 def metric_rows(results: dict, methods) -> list[dict]:
@@ -51,15 +58,36 @@ def metric_rows(results: dict, methods) -> list[dict]:
                     row[f"{key}_{protocol}_std"] = stats[metric]["std"] * scale if stats else None
                 count = stats["dice"]["count"] if stats else 0
                 row["n_slices" if protocol == "slice" else "n_cases"] = count
-            row["budget"] = f"{entry['budget']['epochs']}x{entry['budget']['iterations']}" if entry["budget"] else ""
+            row["budget"] = budget_cell(entry["budget"])
+            row["batch_size"] = (entry["budget"] or {}).get("batch_size")
+            row["images_seen"] = images_seen(entry["budget"])
             rows.append(row)
     return rows
 
 
+def budget_cell(budget: dict | None) -> str:
+    """'2x4' or, with the batch size known, '2x4x24 = 192 images'."""
+    if not budget:
+        return ""
+    text = f"{budget['epochs']}x{budget['iterations']}"
+    seen = images_seen(budget)
+    return text + (f"x{budget['batch_size']} = {seen}" if seen is not None else "")
+
+
+def missing_rows(results: dict, methods) -> list[tuple[str, str]]:
+    """(method, why) for requested methods of this table without a finished run."""
+    rows = []
+    for key, why in results.get("missing", {}).items():  # 'method' (one fold) or 'method/fold_F' (pooled)
+        method, _, fold = key.partition("/")
+        if method in methods:
+            rows.append((method, f"{fold}: {why}" if fold else why))
+    return rows
+
+
 def parameter_rows(results: dict) -> list[dict]:
-    """Table 3: one row per method whose network could be built from the plans."""
-    return [{"method": method, "label": p["label"], "total": p["total"], "trainable": p["trainable"],
-             "percent": p["percent"], "in_this_run": method in results["methods"]}
+    """Table 3: one row per method whose plans exist; `note` says why a network could not be built."""
+    return [{"method": method, "label": p["label"], "total": p.get("total"), "trainable": p.get("trainable"),
+             "percent": p.get("percent"), "in_this_run": method in results["methods"], "note": p.get("error", "")}
             for method, p in results["parameters"].items()]
 
 
@@ -72,7 +100,7 @@ def metric_table_markdown(rows: list[dict], results: dict, table: int) -> str:
     classes = list(dict.fromkeys(r["class"] for r in rows))
     lines = []
     head = ["Method", *(["Class"] if len(classes) > 1 else []), "Dice (%) slice", "HD95 (mm) slice",
-            "Dice (%) volume", "HD95 (mm) volume", "slices", "cases", "budget (epochs x its)"]
+            "Dice (%) volume", "HD95 (mm) volume", "slices", "cases", "budget (epochs x its x batch = images)"]
     lines.append("| " + " | ".join(head) + " |")
     lines.append("|" + "|".join(["---"] + ["---:"] * (len(head) - 1)) + "|")
     for row in rows:
@@ -80,37 +108,71 @@ def metric_table_markdown(rows: list[dict], results: dict, table: int) -> str:
                  _pm(row, "dice_pct_slice"), _pm(row, "hd95_mm_slice"), _pm(row, "dice_pct_volume"),
                  _pm(row, "hd95_mm_volume"), str(row["n_slices"]), str(row["n_cases"]), row["budget"] or "?"]
         lines.append("| " + " | ".join(cells) + " |")
+    for method, why in missing_rows(results, TABLE1_METHODS if table == 1 else TABLE2_METHODS):
+        cells = [_label(results, method, table), *([""] if len(classes) > 1 else []), f"not available: {why}",
+                 *["-"] * (len(head) - 3 - (len(classes) > 1)), ""]
+        lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 
 def parameter_table_markdown(rows: list[dict]) -> str:
     lines = ["| Method | All | Training | Percent | trained in this run |", "|---|---:|---:|---:|---|"]
     for row in rows:
+        if row["note"]:
+            lines.append(f"| {row['label']} | - | - | - | {row['note']} |")
+            continue
         lines.append(f"| {row['label']} | {millions(row['total'])} | {millions(row['trainable'])} | "
                      f"{row['percent']:.1f}% | {'yes' if row['in_this_run'] else 'no'} |")
     return "\n".join(lines)
 
 
-def _budget_text(budget: dict | None) -> str:
-    if not budget:
-        return "none: each trainer's own (nnU-Net's default: 1000 epochs x 250 iterations)"
-    return f"{budget['epochs'] or 'default'} epochs x {budget['iterations'] or 'default'} iterations"
-
-
 def _header(results: dict) -> str:
     sam = results.get("sam")
-    budget = results.get("requested_budget")
-    lines = [f"# Benchmark: {results['dataset']}, fold {results['fold']}", "",
+    folds = results.get("folds", [results["fold"]])
+    where = f"fold {folds[0]}" if len(folds) == 1 else f"cross-validation, folds {', '.join(map(str, folds))} pooled"
+    lines = [f"# Benchmark: {results['dataset']}, {where}", "",
              f"- Validation cases ({len(results['validation_cases'])}), the same for every method: "
              f"{', '.join(results['validation_cases'])}",
              f"- Device: {results['device']}; test-time mirroring: {'on' if results['test_time_mirroring'] else 'off'}",
-             f"- Requested budget: {_budget_text(budget)}"]
+             f"- Budget rule: {results.get('budget_rule') or 'each trainer own'}; each row states its epochs x "
+             f"iterations x batch size = training images seen"]
     if sam:
         lines.append(f"- SAM methods: backbone {sam['backbone']}, input {sam['input_size']}x{sam['input_size']}, "
                      f"adapters after the first {sam['adapter_depth']} blocks, batch {sam['batch_size']}, "
                      f"weights {sam['weights']}")
     runs = ", ".join(f"{m}: {e['status']}" for m, e in results["methods"].items())
-    lines += [f"- Runs: {runs}", f"- Protocols: {PROTOCOL_NOTE}", ""]
+    lines += [f"- Runs: {runs or 'none finished'}", f"- Protocols: {PROTOCOL_NOTE}"]
+    for method, why in results.get("missing", {}).items():
+        lines.append(f"- Missing: {method} ({why})")
+    for name, why in results.get("report_errors", {}).items():
+        lines.append(f"- Not written: {name} ({why})")
+    return "\n".join(lines + [""])
+
+
+def _fmt(value, digits: int = 2) -> str:
+    return "-" if value is None or value != value else f"{value:.{digits}f}"
+
+
+def per_fold_markdown(rows: list[dict]) -> str:
+    lines = ["| Fold | Method | Class | cases | Dice (%) slice | HD95 (mm) slice | Dice (%) volume | HD95 (mm) volume |",
+             "|---:|---|---|---:|---:|---:|---:|---:|"]
+    for r in rows:
+        lines.append(f"| {r['fold']} | {r['label']} | {r['class']} | {r['n_cases']} | {_fmt(r['dice_pct_slice'])} | "
+                     f"{_fmt(r['hd95_mm_slice'])} | {_fmt(r['dice_pct_volume'])} | {_fmt(r['hd95_mm_volume'])} |")
+    return "\n".join(lines)
+
+
+def stats_markdown(rows: list[dict]) -> str:
+    lines = ["Ours vs each baseline, paired per validation case (volume protocol): mean difference (ours - "
+             "baseline) with a percentile bootstrap 95% CI (10,000 resamples of the cases), the Wilcoxon "
+             "signed-rank p-value (scipy.stats.wilcoxon, two-sided) and that p-value Holm-adjusted over all "
+             "comparisons below. Dice differences are in percentage points; higher Dice and lower HD95 are better.",
+             "", "| Baseline | Class | Metric | paired cases | ours | baseline | difference [95% CI] | p | p (Holm) |",
+             "|---|---|---|---:|---:|---:|---|---:|---:|"]
+    for r in rows:
+        lines.append(f"| {r['baseline']} | {r['class']} | {r['metric']} | {r['n_pairs']} | {_fmt(r['mean_a'])} | "
+                     f"{_fmt(r['mean_b'])} | {_fmt(r['mean_diff'])} [{_fmt(r['ci_low'])}, {_fmt(r['ci_high'])}] | "
+                     f"{_fmt(r['p_wilcoxon'], 4)} | {_fmt(r['p_holm'], 4)} |")
     return "\n".join(lines)
 
 
@@ -121,32 +183,53 @@ def tables_markdown(results: dict) -> str:
             (1, "Table 1. Each modality vs early fusion vs ours", TABLE1_METHODS, ""),
             (2, "Table 2. Ours vs baselines", TABLE2_METHODS,
              "SAM = early fusion, as in the paper. MONAI's SwinUNETR / UNETR (2D) stand in for the paper's "
-             "Swin-Unet / TransUNet; they are different networks.")):
+             "Swin-Unet / TransUNet; they are different networks, trained on nnU-Net's 2d patch of the stock "
+             "plans: where that patch does not suit them (SwinUNETR: multiple of 32, UNETR: of 16) they are not "
+             "trained and their row says so.")):
         rows = metric_rows(results, methods)
         parts.append(f"## {title}\n")
         if note:
             parts.append(note + "\n")
-        parts.append(metric_table_markdown(rows, results, table) if rows else "(none of these methods ran)")
+        has_rows = rows or missing_rows(results, methods)
+        parts.append(metric_table_markdown(rows, results, table) if has_rows else "(none of these methods ran)")
+        parts.append("")
+    if results.get("per_fold"):
+        parts += ["## Per fold (mean over each fold's validation cases)\n", per_fold_markdown(results["per_fold"]), ""]
+    if "stats" in results:
+        parts.append("## Statistics: ours vs baselines\n")
+        parts.append(stats_markdown(results["stats"]) if results["stats"] else
+                     "(no comparison: ours and at least one baseline must have finished runs)")
         parts.append("")
     parts.append("## Table 3. Parameters of the networks built from this run's plans\n")
-    parts.append("Every method whose trainer can build its network from the plans of this dataset "
-                 "(trained here or not).\n")
+    parts.append("Every method whose plans exist for this dataset (trained here or not); a network that cannot "
+                 "be built for these plans says why.\n")
     parts.append(parameter_table_markdown(parameter_rows(results)))
     parts.append("")
     return "\n".join(parts)
 
 
+STATS_COLUMNS = ["reference", "baseline", "class", "metric", "n_pairs", "mean_a", "mean_b", "mean_diff", "ci_low",
+                 "ci_high", "p_wilcoxon", "p_holm"]
+PER_FOLD_COLUMNS = ["fold", "method", "label", "class", "n_cases", "dice_pct_slice", "hd95_mm_slice",
+                    "dice_pct_volume", "hd95_mm_volume"]
+
+
 def write_tables(results: dict, output_dir: str | os.PathLike) -> dict[str, str]:
-    """Write tables.md and table1.csv, table2.csv, table3.csv (atomically); returns name -> path."""
+    """Write tables.md, table1-3.csv and, for a cross-validation, per_fold.csv and stats.csv (atomically);
+    returns name -> path."""
     output_dir = Path(output_dir)
-    metric_columns = ["method", "label", "class", *METRIC_COLUMNS, "budget"]
+    metric_columns = ["method", "label", "class", *METRIC_COLUMNS, "budget", "batch_size", "images_seen"]
     texts = {
         "tables.md": tables_markdown(results),
         "table1.csv": csv_text(metric_rows(results, TABLE1_METHODS), metric_columns, 4),
         "table2.csv": csv_text(metric_rows(results, TABLE2_METHODS), metric_columns, 4),
         "table3.csv": csv_text(parameter_rows(results), ["method", "label", "total", "trainable", "percent",
-                                                         "in_this_run"], 4),
+                                                         "in_this_run", "note"], 4),
     }
+    if "per_fold" in results:
+        texts["per_fold.csv"] = csv_text(results["per_fold"], PER_FOLD_COLUMNS, 4)
+    if "stats" in results:
+        texts["stats.csv"] = csv_text(results["stats"], STATS_COLUMNS, 6)
     for name, text in texts.items():
         atomic_write_text(output_dir / name, text)
     return {name: str(output_dir / name) for name in texts}

@@ -1,51 +1,152 @@
 """`nnUNetv2_sam_benchmark`: train (or reuse), validate and evaluate the paper's methods and baselines on
-one fold, and write Tables 1-3, metrics.png and overlays.png."""
+one fold or a cross-validation, inline, as local processes or as SLURM jobs, and write Tables 1-3,
+metrics.png and overlays.png (per fold) plus the pooled tables and paired statistics (OUT/crossval)."""
 
 from __future__ import annotations
 
 import argparse
 import sys
 
+PROG = "nnUNetv2_sam_benchmark"
 
-def main(argv: list[str] | None = None) -> None:
-    from nnunet_sam_adapter.methods import DEFAULT_METHODS, METHODS, OPTIONAL_METHODS
+
+def _key_value(text: str) -> tuple[str, str]:
+    key, sep, value = text.partition("=")
+    if not sep or not key:
+        raise argparse.ArgumentTypeError(f"expected KEY=VALUE (an sbatch option without dashes), got {text!r}")
+    return key.strip().lstrip("-").replace("-", "_"), value
+
+
+def _folds(text: str):
+    if text == "all":
+        return text
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a fold number or 'all', got {text!r}") from None
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from nnunet_sam_adapter.benchmark.executors import EXECUTORS
+    from nnunet_sam_adapter.methods import DEFAULT_METHODS, OPTIONAL_METHODS
 
     parser = argparse.ArgumentParser(
-        prog="nnUNetv2_sam_benchmark", description=__doc__.split("\n\n")[0].split(": ", 1)[1],
+        prog=PROG, description=__doc__.split("\n\n")[0].split(": ", 1)[1],
         epilog="Needs the SAM plans (nnUNetv2_sam_plan_and_preprocess -d ID ...) and, for the stock baselines, "
                "nnUNetPlans (add --stock 2d [3d_fullres]). Runs trained with nnUNetv2_train are reused.")
     parser.add_argument("-d", required=True, help="dataset id or name")
     parser.add_argument("--methods", nargs="+", default=list(DEFAULT_METHODS), metavar="METHOD",
                         help=f"default: {' '.join(DEFAULT_METHODS)}; also: {' '.join(OPTIONAL_METHODS)}; "
                              f"'all' = every method")
-    parser.add_argument("-f", type=int, default=0, help="fold (default 0): its validation cases are evaluated")
-    parser.add_argument("--epochs", type=int, default=None, help="training epochs (default: the trainer's, 1000)")
-    parser.add_argument("--iterations", type=int, default=None,
-                        help="training iterations per epoch (default: the trainer's, 250)")
-    parser.add_argument("-o", default=None, help="output folder (default: $nnUNet_results/DATASET/sam_benchmark/fold_F)")
+    where = parser.add_mutually_exclusive_group()
+    where.add_argument("-f", type=int, default=None, help="one fold (default 0): its outputs go to -o itself")
+    where.add_argument("--folds", nargs="+", type=_folds, default=None, metavar="F",
+                       help="cross-validation: folds, or 'all' (every fold of splits_final.json); per-fold outputs "
+                            "in OUT/fold_F, pooled ones in OUT/crossval")
+    budget = parser.add_argument_group("budget")
+    budget.add_argument("--epochs", type=int, default=None, help="training epochs (default: the trainer's, 1000)")
+    iterations = budget.add_mutually_exclusive_group()
+    iterations.add_argument("--iterations", type=int, default=None,
+                            help="training iterations per epoch, the same for every method (default: 250)")
+    iterations.add_argument("--images-per-method", type=int, default=None, metavar="N",
+                            help="fair budget: every method sees N training images (iterations per epoch = "
+                                 "N / (epochs x its batch size))")
+    budget.add_argument("--save-every", type=int, default=None, metavar="E",
+                        help="save nnU-Net's checkpoint_latest.pth every E epochs (default nnU-Net's 50): what a "
+                             "requeued job resumes from")
+    parser.add_argument("-o", default=None, help="output folder (default: $nnUNet_results/DATASET/sam_benchmark, "
+                                                 "with -f: .../sam_benchmark/fold_F)")
     parser.add_argument("-device", default="cuda", choices=("cpu", "cuda"), help="default cuda (as nnUNetv2_train)")
     parser.add_argument("--retrain", action="store_true", help="retrain even where a finished run exists")
     parser.add_argument("--no-mirroring", action="store_true",
                         help="validation without test-time mirroring (4x faster in 2d, nnU-Net mirrors by default)")
     parser.add_argument("--overlay-cases", type=int, default=3, help="cases in overlays.png (default 3; 0: none)")
     parser.add_argument("-np", type=int, default=1, help="processes for the evaluation (default 1)")
+    modes = parser.add_mutually_exclusive_group()
+    modes.add_argument("--status", action="store_true", help="one line per (method, fold): pending / running / "
+                                                              "finished / failed, log path, error; runs nothing")
+    modes.add_argument("--aggregate-only", action="store_true",
+                       help="build the tables from the finished runs only and list the missing ones")
+    _executor_arguments(parser, EXECUTORS)
+    return parser
+
+
+def _executor_arguments(parser: argparse.ArgumentParser, executors) -> None:
+    group = parser.add_argument_group("executors")
+    group.add_argument("--executor", default="inline", choices=executors,
+                       help="inline: this process (default); local: one process per (method, fold); slurm: one "
+                            "SLURM job per (method, fold), as a job array")
+    group.add_argument("--max-parallel", type=int, default=1, help="local: runs at the same time (default 1)")
+    group.add_argument("--no-wait", action="store_true",
+                       help="slurm: submit and return; watch with --status, then --aggregate-only")
+    group.add_argument("--slurm-partition", default=None)
+    group.add_argument("--slurm-account", default=None)
+    group.add_argument("--slurm-gpus-per-job", type=int, default=1,
+                       help="default 1; >1 trains with nnU-Net's -num_gpus (DDP); 0 for CPU partitions")
+    group.add_argument("--slurm-cpus-per-job", type=int, default=None)
+    group.add_argument("--slurm-mem", default=None, help="e.g. 64G")
+    group.add_argument("--slurm-time", default="24:00:00", help="per job: minutes or [D-]HH:MM[:SS] (default 24 h); "
+                                                                "a job hitting it is requeued and resumes")
+    group.add_argument("--slurm-array-parallelism", type=int, default=None, help="jobs of the array running at once")
+    group.add_argument("--slurm-extra", type=_key_value, action="append", default=[], metavar="KEY=VALUE",
+                       help="any other sbatch option, e.g. qos=high or constraint=a100 (repeatable)")
+
+
+def main(argv: list[str] | None = None) -> None:
+    from nnunet_sam_adapter.cli.errors import one_line_errors
+
+    parser = build_parser()
     args = parser.parse_args(argv)
+    from nnunet_sam_adapter.methods import METHODS
 
     methods = list(METHODS) if args.methods == ["all"] else args.methods
     unknown = [m for m in methods if m not in METHODS]
     if unknown:
         parser.error(f"unknown method(s) {', '.join(unknown)}; choose from {', '.join(METHODS)} or 'all'")
+    if args.folds is not None and "all" in args.folds and len(args.folds) > 1:
+        parser.error("--folds all cannot be combined with fold numbers")
 
-    from nnunet_sam_adapter.benchmark.runner import BenchmarkError, Budget, run_benchmark
+    from nnunet_sam_adapter.benchmark.layout import BenchmarkError
+
+    with one_line_errors(PROG, extra=(BenchmarkError,)):
+        sys.exit(_run(args, methods, parser))
+
+
+def _run(args, methods, parser) -> int:
+    from nnunet_sam_adapter.benchmark.budget import Budget
+    from nnunet_sam_adapter.benchmark.executors import ExecutorOptions
+    from nnunet_sam_adapter.benchmark.pipeline import run_benchmark
+    from nnunet_sam_adapter.benchmark.status import print_status
 
     try:
-        results = run_benchmark(args.d, methods, args.f, Budget(args.epochs, args.iterations), args.o, args.device,
-                                args.retrain, not args.no_mirroring, args.overlay_cases, args.np)
-    except BenchmarkError as error:
-        sys.exit(f"nnUNetv2_sam_benchmark: error: {error}")
-    with open(results["tables"]["tables.md"]) as f:
-        print(f.read())
-    print("Written:", *results["tables"].values(), *results["figures"].values(), sep="\n  ")
+        budget = Budget(args.epochs, args.iterations, images_per_method=args.images_per_method)
+        options = ExecutorOptions(args.executor, args.max_parallel, not args.no_wait, args.slurm_partition,
+                                  args.slurm_account, args.slurm_gpus_per_job, args.slurm_cpus_per_job, args.slurm_mem,
+                                  args.slurm_time, args.slurm_array_parallelism, dict(args.slurm_extra))
+    except ValueError as error:
+        parser.error(str(error))
+    fold = 0 if args.f is None else args.f
+    if args.status:
+        return print_status(args.d, methods, fold, args.folds, args.o)
+    results = run_benchmark(args.d, methods, fold, budget, args.o, args.device, args.retrain, not args.no_mirroring,
+                            args.overlay_cases, args.np, folds=args.folds, executor=options,
+                            aggregate_only=args.aggregate_only, save_every=args.save_every)
+    if "submitted" in results:
+        print(f"Submitted {len(results['submitted'])} run(s); watch them with --status, then --aggregate-only.")
+        return 0
+    tables = results.get("tables", {})
+    if "tables.md" in tables:
+        with open(tables["tables.md"]) as f:
+            print(f.read())
+    print("Written:", *tables.values(), *results.get("figures", {}).values(), sep="\n  ")
+    for key, why in results.get("missing", {}).items():
+        print(f"Missing: {key}: {why}")
+    if results["failed"]:
+        lines = "; ".join(f"{name}: {why}" for name, why in results["failed"].items())
+        print(f"{PROG}: error: {len(results['failed'])} run(s) failed ({lines}); the tables hold the others",
+              file=sys.stderr)
+        return 1
+    return 0
 
 
 if __name__ == "__main__":

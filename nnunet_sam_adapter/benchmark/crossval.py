@@ -1,0 +1,95 @@
+"""Pool the finished (method, fold) runs of a cross-validation into one set of results.
+
+Per method, the per-case rows of every finished fold (evaluation/METHOD/metrics_volume.csv and
+metrics_slices.csv) are concatenated and summarised with the evaluation's own `summarize`: the
+volume protocol over all validation cases of all folds, the slice protocol over all their slices.
+The per-fold table holds each fold's means; `comparisons` pairs ours with each baseline per case.
+"""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+from nnunet_sam_adapter.benchmark.statistics import holm, paired_comparison
+from nnunet_sam_adapter.evaluation.metrics import summarize
+
+REFERENCE_METHOD = "ours"
+COMPARED_METRICS = (("dice", "volume Dice (%)"), ("hd95", "volume HD95 (mm)"))
+
+
+def _read_rows(path: Path) -> list[dict]:
+    with open(path) as f:
+        return [{**row, "dice": float(row["dice"]), "hd95": float(row["hd95"])} for row in csv.DictReader(f)]
+
+
+def case_rows(evaluation_dir: str | Path) -> tuple[list[dict], list[dict]]:
+    """(volume rows, slice rows) of one evaluated run."""
+    folder = Path(evaluation_dir)
+    return _read_rows(folder / "metrics_volume.csv"), _read_rows(folder / "metrics_slices.csv")
+
+
+def pool_method(records: dict[int, dict]) -> dict:
+    """{fold: run record} of one method -> a run-like entry whose summary covers every case of every fold."""
+    volume, slices, cases = [], [], []
+    for fold in sorted(records):
+        v, s = case_rows(records[fold]["evaluation_dir"])
+        volume += v
+        slices += s
+        cases += records[fold]["summary"]["cases"]
+    first = records[min(records)]
+    classes = first["summary"]["classes"]
+    return {**{k: first[k] for k in ("method", "label", "trainer", "plans", "configuration")},
+            "folds": sorted(records), "status": ", ".join(f"fold {f}: {records[f]['status']}" for f in sorted(records)),
+            "budget": first["budget"], "budgets": {f: records[f]["budget"] for f in sorted(records)},
+            "evaluation_dirs": [records[f]["evaluation_dir"] for f in sorted(records)],
+            "validation_dirs": [records[f]["validation_dir"] for f in sorted(records)],
+            "summary": {"volume": summarize(volume), "slice": summarize(slices), "classes": classes, "cases": cases}}
+
+
+def per_fold_rows(finished: dict[int, dict[str, dict]]) -> list[dict]:
+    """One row per fold, method and class: the fold's mean volume/slice Dice (%) and HD95 (mm)."""
+    rows = []
+    for fold in sorted(finished):
+        for method, record in finished[fold].items():
+            summary = record["summary"]
+            for cls in summary["classes"]:
+                row = {"fold": fold, "method": method, "label": record["label"], "class": cls,
+                       "n_cases": len(summary["cases"])}
+                for protocol in ("volume", "slice"):
+                    stats = summary[protocol].get(cls)
+                    row[f"dice_pct_{protocol}"] = 100 * stats["dice"]["mean"] if stats else None
+                    row[f"hd95_mm_{protocol}"] = stats["hd95"]["mean"] if stats else None
+                rows.append(row)
+    return rows
+
+
+def _per_case(entry: dict, cls: str, metric: str) -> dict[str, float]:
+    """{case: volume score} over the method's folds; Dice in % (differences in percentage points)."""
+    scale = 100.0 if metric == "dice" else 1.0
+    values = {}
+    for folder in entry["evaluation_dirs"]:
+        for row in case_rows(folder)[0]:
+            if row["class"] == cls:
+                values[row["case"]] = scale * row[metric]
+    return values
+
+
+def comparisons(pooled: dict[str, dict], reference: str = REFERENCE_METHOD) -> list[dict]:
+    """Reference method vs each other pooled method, per class and metric, paired per case; the
+    Wilcoxon p-values Holm-adjusted over all rows."""
+    if reference not in pooled:
+        return []
+    rows = []
+    for cls in pooled[reference]["summary"]["classes"]:
+        for metric, metric_label in COMPARED_METRICS:
+            ours = _per_case(pooled[reference], cls, metric)
+            for method, entry in pooled.items():
+                if method == reference:
+                    continue
+                result = paired_comparison(ours, _per_case(entry, cls, metric))
+                rows.append({"reference": reference, "baseline": method, "class": cls, "metric": metric_label,
+                             **result})
+    for row, adjusted in zip(rows, holm([r["p_wilcoxon"] for r in rows])):
+        row["p_holm"] = adjusted
+    return rows

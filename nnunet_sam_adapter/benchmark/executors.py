@@ -1,0 +1,183 @@
+"""Where the (method, fold) runs execute: inline (this process), local (one process each, submitit's
+LocalExecutor, at most `max_parallel` at a time) or slurm (one SLURM job each, one job array).
+
+Every run is `runner.run_method_fold(spec)`. On SLURM the job is a submitit `Checkpointable`: on a
+time limit or preemption submitit requeues it, and `scontrol requeue` reruns it too; the rerun resumes
+the training from nnU-Net's checkpoint_latest.pth (see `benchmark.reuse`). Job ids and log paths are
+kept in OUT/jobs/submitted.json for `--status`.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from dataclasses import dataclass, field, replace
+
+import submitit
+from tqdm import tqdm
+
+from nnunet_sam_adapter.benchmark.budget import describe_budget
+from nnunet_sam_adapter.benchmark.layout import OutputLayout, load_json
+from nnunet_sam_adapter.benchmark.runner import RunSpec, run_method_fold
+from nnunet_sam_adapter.data.atomic_io import atomic_write_json
+
+EXECUTORS = ("inline", "local", "slurm")
+SUBMITTED = "submitted.json"
+
+
+@dataclass(frozen=True)
+class ExecutorOptions:
+    """--executor and its options. `slurm_time`: minutes, or SLURM's [D-]HH:MM[:SS]."""
+
+    kind: str = "inline"
+    max_parallel: int = 1
+    wait: bool = True
+    slurm_partition: str | None = None
+    slurm_account: str | None = None
+    slurm_gpus_per_job: int = 1
+    slurm_cpus_per_job: int | None = None
+    slurm_mem: str | None = None
+    slurm_time: str = "24:00:00"
+    slurm_array_parallelism: int | None = None
+    slurm_extra: dict = field(default_factory=dict)
+
+    def __post_init__(self):
+        if self.kind not in EXECUTORS:
+            raise ValueError(f"unknown executor {self.kind!r}; expected one of {', '.join(EXECUTORS)}")
+        if self.max_parallel < 1 or self.slurm_gpus_per_job < 0:
+            raise ValueError("--max-parallel must be >= 1 and --slurm-gpus-per-job >= 0")
+        time_minutes(self.slurm_time)
+
+
+def time_minutes(text: str | int) -> int:
+    """'90' -> 90, '02:30:00' -> 150, '1-00:00' -> 1440 (SLURM's --time formats)."""
+    match = re.fullmatch(r"(?:(\d+)-)?(\d+)(?::(\d+))?(?::(\d+))?", str(text).strip())
+    if not match:
+        raise ValueError(f"--slurm-time {text!r}: expected minutes or [D-]HH:MM[:SS]")
+    days, a, b, c = (int(g) if g else None for g in match.groups())
+    if b is None and days is None:
+        return a                                        # minutes
+    hours, minutes, seconds = a, b or 0, c or 0
+    return (days or 0) * 1440 + hours * 60 + minutes + (1 if seconds else 0)
+
+
+class RunJob(submitit.helpers.Checkpointable):
+    """The submitit job of one (method, fold): requeued on timeout/preemption with the same spec."""
+
+    def __call__(self, spec: RunSpec) -> dict:
+        return run_method_fold(spec)
+
+
+def slurm_parameters(options: ExecutorOptions) -> dict:
+    """AutoExecutor parameters of the --slurm-* options."""
+    params = {"timeout_min": time_minutes(options.slurm_time), "slurm_job_name": "nnsam_benchmark",
+              "gpus_per_node": options.slurm_gpus_per_job, "tasks_per_node": 1}
+    for key, value in (("slurm_partition", options.slurm_partition), ("slurm_account", options.slurm_account),
+                       ("cpus_per_task", options.slurm_cpus_per_job), ("slurm_mem", options.slurm_mem),
+                       ("slurm_array_parallelism", options.slurm_array_parallelism)):
+        if value is not None:
+            params[key] = value
+    if options.slurm_extra:
+        params["slurm_additional_parameters"] = dict(options.slurm_extra)
+    return params
+
+
+def _record_jobs(layout: OutputLayout, kind: str, specs: list[RunSpec], jobs: list) -> None:
+    path = layout.jobs_dir / SUBMITTED
+    submitted = load_json(path) or {}
+    for spec, job in zip(specs, jobs):
+        submitted[spec.name] = {"executor": kind, "job_id": str(job.job_id), "folder": str(job.paths.folder),
+                                "stdout": str(job.paths.stdout), "stderr": str(job.paths.stderr),
+                                "submitted": time.time()}
+    atomic_write_json(path, submitted)
+
+
+def _error_line(spec: RunSpec, error: BaseException) -> str:
+    state = load_json(spec.layout.run_state(spec.method, spec.fold)) or {}
+    if state.get("state") == "failed" and state.get("error"):
+        return state["error"]
+    text = str(error).strip().splitlines()
+    return f"{type(error).__name__}: {text[-1] if text else ''}"
+
+
+def _wait(specs: list[RunSpec], jobs: list, errors: dict) -> None:
+    with tqdm(total=len(jobs), desc="runs", unit="run") as bar:
+        pending = list(zip(specs, jobs))
+        while pending:
+            still = []
+            for spec, job in pending:
+                if job.done():
+                    try:
+                        job.result()
+                    except Exception as error:  # noqa: BLE001 - reported per run, the others go on
+                        errors[spec.name] = _error_line(spec, error)
+                    bar.update(1)
+                else:
+                    still.append((spec, job))
+            pending = still
+            if pending:
+                time.sleep(2)
+
+
+def _run_inline(specs: list[RunSpec]) -> dict:
+    errors = {}
+    for spec in tqdm(specs, desc="runs", unit="run"):
+        try:
+            record = run_method_fold(spec)
+            tqdm.write(f"{spec.method}: {record['status']} (fold {spec.fold}, {describe_budget(record['budget'])})")
+        except Exception as error:  # noqa: BLE001 - one failed run must not discard the others
+            errors[spec.name] = _error_line(spec, error)
+            tqdm.write(f"{spec.name}: FAILED ({errors[spec.name]})")
+    return errors
+
+
+def _run_local(specs: list[RunSpec], options: ExecutorOptions, layout: OutputLayout) -> dict:
+    """Waves of at most max_parallel processes (submitit's LocalExecutor has no array throttle)."""
+    executor = submitit.LocalExecutor(folder=layout.jobs_dir / "local" / "%j")
+    executor.update_parameters(timeout_min=time_minutes(options.slurm_time))
+    errors, running, queue = {}, [], list(specs)
+    all_jobs = []
+    with tqdm(total=len(specs), desc="runs", unit="run") as bar:
+        while queue or running:
+            while queue and len(running) < options.max_parallel:
+                spec = queue.pop(0)
+                job = executor.submit(RunJob(), spec)
+                _record_jobs(layout, "local", [spec], [job])
+                running.append((spec, job))
+                all_jobs.append(job)
+            done = [(s, j) for s, j in running if j.done()]
+            for spec, job in done:
+                try:
+                    job.result()
+                except Exception as error:  # noqa: BLE001
+                    errors[spec.name] = _error_line(spec, error)
+                running.remove((spec, job))
+                bar.update(1)
+            if not done:
+                time.sleep(1)
+    return errors
+
+
+def _run_slurm(specs: list[RunSpec], options: ExecutorOptions, layout: OutputLayout) -> dict:
+    executor = submitit.AutoExecutor(folder=layout.jobs_dir / "slurm" / "%j", cluster="slurm")
+    executor.update_parameters(**slurm_parameters(options))
+    specs = [replace(spec, num_gpus=max(1, options.slurm_gpus_per_job)) for spec in specs]
+    jobs = executor.map_array(RunJob(), specs)
+    _record_jobs(layout, "slurm", specs, jobs)
+    tqdm.write(f"submitted {len(jobs)} SLURM job(s): array {jobs[0].job_id.split('_')[0] if jobs else '-'}")
+    errors = {}
+    if options.wait:
+        _wait(specs, jobs, errors)
+    return errors
+
+
+def run_specs(specs: list[RunSpec], options: ExecutorOptions, layout: OutputLayout) -> dict[str, str]:
+    """Run every spec with the chosen executor; returns {spec.name: error line} of the failed runs."""
+    if not specs:
+        return {}
+    if options.kind == "inline":
+        return _run_inline(specs)
+    layout.jobs_dir.mkdir(parents=True, exist_ok=True)
+    if options.kind == "local":
+        return _run_local(specs, options, layout)
+    return _run_slurm(specs, options, layout)

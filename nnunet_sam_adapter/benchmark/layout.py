@@ -1,0 +1,161 @@
+"""Where the benchmark reads and writes: nnU-Net's folders (plans, splits, run folders) and the output tree.
+
+Output tree of a cross-validation (`--folds`), OUT = -o or $nnUNet_results/DATASET/sam_benchmark:
+
+    OUT/fold_F/                 per-fold tables, figures, results.json (as the one-fold form writes them)
+    OUT/fold_F/runs/M.json      the finished (method M, fold F) run: budget, timings, evaluation summary
+    OUT/fold_F/runs/M.state.json  written by the job itself: running (job id, host) or failed (error line)
+    OUT/fold_F/logs/M.log       nnU-Net's console output of that run
+    OUT/fold_F/evaluation/M/    per-case metrics of that run (evaluation.folders)
+    OUT/crossval/               pooled tables, per-fold table, stats.csv, metrics.png
+    OUT/jobs/                   submitit's job folders (scripts, stdout/stderr) and submitted.json
+
+The one-fold form (`-f F`) keeps its fold folder at OUT itself (-o, default .../sam_benchmark/fold_F).
+"""
+
+from __future__ import annotations
+
+import json
+import pydoc
+from dataclasses import dataclass
+from pathlib import Path
+
+from nnunet_sam_adapter.methods import SAM_PLANS_NAME, Method
+
+
+class BenchmarkError(RuntimeError):
+    """A benchmark that cannot run as asked; the message says what to do."""
+
+
+@dataclass(frozen=True)
+class OutputLayout:
+    """Paths of the benchmark's outputs; `single_fold` = the one-fold form (fold folder = root)."""
+
+    root: Path
+    single_fold: bool = False
+
+    def fold_dir(self, fold: int) -> Path:
+        return self.root if self.single_fold else self.root / f"fold_{fold}"
+
+    def run_record(self, method: str, fold: int) -> Path:
+        return self.fold_dir(fold) / "runs" / f"{method}.json"
+
+    def run_state(self, method: str, fold: int) -> Path:
+        return self.fold_dir(fold) / "runs" / f"{method}.state.json"
+
+    def log_file(self, method: str, fold: int) -> Path:
+        return self.fold_dir(fold) / "logs" / f"{method}.log"
+
+    def evaluation_dir(self, method: str, fold: int) -> Path:
+        return self.fold_dir(fold) / "evaluation" / method
+
+    @property
+    def crossval_dir(self) -> Path:
+        return self.root / "crossval"
+
+    @property
+    def jobs_dir(self) -> Path:
+        return self.root / "jobs"
+
+
+def load_json(path: Path) -> dict | None:
+    try:
+        with open(path) as f:
+            return json.load(f)
+    except (OSError, json.JSONDecodeError):
+        return None
+
+
+def nnunet_dirs(dataset: int | str) -> tuple[str, Path, Path]:
+    """(dataset name, preprocessed folder, results folder) from nnU-Net's env vars."""
+    from nnunetv2.paths import nnUNet_preprocessed, nnUNet_results
+    from nnunetv2.utilities.dataset_name_id_conversion import maybe_convert_to_dataset_name
+
+    for env in (nnUNet_preprocessed, nnUNet_results):
+        if not env.is_set():
+            raise BenchmarkError(f"environment variable {env.env_var_name} is not set: the benchmark trains and "
+                                 f"predicts through nnU-Net (see nnU-Net's documentation/setting_up_paths.md)")
+    try:
+        name = maybe_convert_to_dataset_name(dataset)
+    except RuntimeError as error:
+        raise BenchmarkError(f"dataset {dataset} not found: {error}") from error
+    return name, Path(str(nnUNet_preprocessed)) / name, Path(str(nnUNet_results)) / name
+
+
+def raw_images_dir(dataset_name: str) -> Path | None:
+    from nnunetv2.paths import nnUNet_raw
+
+    return Path(str(nnUNet_raw)) / dataset_name / "imagesTr" if nnUNet_raw.is_set() else None
+
+
+def load_plans(preprocessed: Path, method: Method) -> dict:
+    plans_file = preprocessed / f"{method.plans}.json"
+    if not plans_file.is_file():
+        how = ("nnUNetv2_sam_plan_and_preprocess -d ID ..." if method.plans == SAM_PLANS_NAME
+               else f"nnUNetv2_sam_plan_and_preprocess -d ID ... --stock {method.configuration}")
+        raise BenchmarkError(f"method {method.name} needs plans {plans_file}: run {how}")
+    plans = load_json(plans_file)
+    if plans is None:
+        raise BenchmarkError(f"{plans_file} is not readable JSON: re-run nnUNetv2_sam_plan_and_preprocess")
+    if method.configuration not in plans["configurations"]:
+        raise BenchmarkError(f"method {method.name} needs configuration {method.configuration} in {plans_file}: "
+                             f"run nnUNetv2_sam_plan_and_preprocess -d ID ... --stock {method.configuration}")
+    return plans
+
+
+def trainer_class(method: Method) -> type:
+    found = pydoc.locate(method.trainer)
+    if found is None:
+        raise BenchmarkError(f"trainer class {method.trainer} of method {method.name} cannot be imported")
+    return found
+
+
+def nnunet_run_dir(results: Path, method: Method, fold: int) -> Path:
+    """nnU-Net's run folder: RESULTS/DATASET/Trainer__Plans__configuration/fold_F."""
+    return results / method.folder_name / f"fold_{fold}"
+
+
+def load_splits(preprocessed: Path) -> list | None:
+    return load_json(preprocessed / "splits_final.json")
+
+
+def validation_cases(preprocessed: Path, fold: int) -> list[str]:
+    """The fold's validation case IDs from nnU-Net's splits_final.json (written by the first training)."""
+    splits = load_splits(preprocessed)
+    if splits is None:
+        raise BenchmarkError(f"{preprocessed / 'splits_final.json'} is missing: no method has been trained yet")
+    if not 0 <= fold < len(splits):
+        raise BenchmarkError(f"fold {fold} not in {preprocessed / 'splits_final.json'} ({len(splits)} folds)")
+    return sorted(splits[fold]["val"])
+
+
+def ensure_splits(preprocessed: Path, dataset_json: dict) -> list:
+    """nnU-Net's splits_final.json, written as nnU-Net's trainer writes it when missing (5-fold KFold,
+    seed 12345, sorted case IDs) before any job starts, so parallel jobs never race to create it."""
+    splits = load_splits(preprocessed)
+    if splits is not None:
+        return splits
+    from nnunetv2.utilities.crossval_split import generate_crossval_split
+
+    from nnunet_sam_adapter.data.atomic_io import atomic_write_json
+
+    identifiers = sorted(p.name[: -len(dataset_json["file_ending"])]
+                         for p in (preprocessed / "gt_segmentations").glob(f"*{dataset_json['file_ending']}"))
+    if not identifiers:
+        raise BenchmarkError(f"{preprocessed / 'gt_segmentations'} holds no cases: run nnUNetv2_sam_plan_and_preprocess")
+    splits = generate_crossval_split(identifiers, seed=12345, n_splits=5)
+    atomic_write_json(preprocessed / "splits_final.json", splits)
+    return splits
+
+
+def resolve_folds(preprocessed: Path, dataset_json: dict, folds: list) -> list[int]:
+    """['all'] -> every fold of splits_final.json; otherwise the integers, checked against it."""
+    splits = ensure_splits(preprocessed, dataset_json)
+    if folds == ["all"]:
+        return list(range(len(splits)))
+    wanted = [int(f) for f in folds]
+    bad = [f for f in wanted if not 0 <= f < len(splits)]
+    if bad:
+        raise BenchmarkError(f"fold(s) {', '.join(map(str, bad))} not in {preprocessed / 'splits_final.json'} "
+                             f"({len(splits)} folds: 0-{len(splits) - 1})")
+    return list(dict.fromkeys(wanted))

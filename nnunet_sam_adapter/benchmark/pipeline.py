@@ -1,0 +1,100 @@
+"""The whole benchmark: check the inputs, dispatch every (method, fold) run through an executor, then
+write each fold's tables and figures and, for a cross-validation, the pooled ones in OUT/crossval.
+
+`run_benchmark(..., fold=F)` is the one-fold form (its folder is OUT itself); `folds=[...]` is the
+cross-validation (OUT/fold_F per fold). `aggregate_only` skips the runs and reports what is finished.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import asdict
+from pathlib import Path
+
+from nnunet_sam_adapter.benchmark.budget import Budget
+from nnunet_sam_adapter.benchmark.executors import ExecutorOptions, run_specs
+from nnunet_sam_adapter.benchmark.layout import (BenchmarkError, OutputLayout, load_json, load_plans, nnunet_dirs,
+                                                 raw_images_dir, resolve_folds, validation_cases)
+from nnunet_sam_adapter.benchmark.report import collect_runs, write_outputs
+from nnunet_sam_adapter.benchmark.runner import RunSpec
+from nnunet_sam_adapter.methods import DEFAULT_METHODS, METHODS
+
+
+def check_methods(methods, preprocessed: Path) -> None:
+    """Unknown names and missing plans fail before hours of training, not after."""
+    unknown = [m for m in methods if m not in METHODS]
+    if unknown:
+        raise BenchmarkError(f"unknown method(s) {', '.join(unknown)}; expected some of {', '.join(METHODS)}")
+    for method in methods:
+        load_plans(preprocessed, METHODS[method])
+
+
+def output_layout(results_dir: Path, output_dir, folds: list[int] | None, fold: int) -> OutputLayout:
+    if folds is None:
+        return OutputLayout(Path(output_dir) if output_dir else results_dir / "sam_benchmark" / f"fold_{fold}", True)
+    return OutputLayout(Path(output_dir) if output_dir else results_dir / "sam_benchmark", False)
+
+
+def run_benchmark(dataset: int | str, methods=DEFAULT_METHODS, fold: int = 0, budget: Budget = Budget(),
+                  output_dir: str | os.PathLike | None = None, device: str = "cpu", retrain: bool = False,
+                  mirroring: bool = True, overlay_cases: int = 3, num_processes: int = 1, *,
+                  folds: list | None = None, executor: ExecutorOptions = ExecutorOptions(),
+                  aggregate_only: bool = False, save_every: int | None = None, evaluations: tuple = ()) -> dict:
+    """Run (or reuse) every (method, fold), then report. Returns the last report's results (the pooled one
+    for a cross-validation) with 'failed' = {run: error line} and 'fold_results' for each fold."""
+    name, preprocessed, results_dir = nnunet_dirs(dataset)
+    check_methods(methods, preprocessed)
+    dataset_json = load_json(preprocessed / "dataset.json")
+    fold_list = resolve_folds(preprocessed, dataset_json, [fold] if folds is None else folds)
+    layout = output_layout(results_dir, output_dir, None if folds is None else fold_list, fold)
+    layout.root.mkdir(parents=True, exist_ok=True)
+    specs = [RunSpec(str(dataset), method, f, str(layout.root), layout.single_fold, budget, device, retrain, mirroring,
+                     save_every=save_every, num_processes=num_processes, evaluations=tuple(evaluations))
+             for f in fold_list for method in methods]
+    failed = {} if aggregate_only else run_specs(specs, executor, layout)
+    if not aggregate_only and not executor.wait and executor.kind == "slurm":
+        return {"submitted": [s.name for s in specs], "failed": failed, "layout": str(layout.root)}
+    context = {"dataset": name, "device": device, "test_time_mirroring": mirroring, "budget": budget,
+               "preprocessed": preprocessed, "dataset_json": dataset_json, "overlay_cases": overlay_cases}
+    return report(layout, methods, fold_list, context, failed)
+
+
+def _base_results(context: dict, dataset: str, folds: list[int], cases: list[str]) -> dict:
+    from nnunet_sam_adapter.benchmark.parameters import all_network_parameters, sam_description
+
+    budget = context["budget"]
+    return {"dataset": context["dataset"], "fold": folds[0], "folds": folds, "device": context["device"],
+            "validation_cases": cases, "requested_budget": asdict(budget) if budget.requested else None,
+            "budget_rule": budget.rule(), "test_time_mirroring": context["test_time_mirroring"],
+            "sam": sam_description(dataset), "parameters": all_network_parameters(dataset)}
+
+
+def report(layout: OutputLayout, methods, folds: list[int], context: dict, failed: dict) -> dict:
+    """Per-fold outputs, then (for several folds or the --folds form) the pooled ones in OUT/crossval."""
+    from nnunet_sam_adapter.benchmark import crossval
+    from nnunet_sam_adapter.benchmark.figures import write_figures
+    from nnunet_sam_adapter.benchmark.tables import write_tables
+
+    finished, missing = collect_runs(layout, methods, folds)
+    dataset = context["dataset"]
+    base = _base_results(context, dataset, folds, [])
+    fold_results = {}
+    for f in folds:
+        results = {**base, "fold": f, "folds": [f], "validation_cases": validation_cases(context["preprocessed"], f),
+                   "methods": finished[f], "missing": missing[f]}
+        images = raw_images_dir(dataset)
+        writers = {"tables": write_tables,
+                   "figures": lambda r, out: write_figures(r, out, images, context["preprocessed"] / "gt_segmentations",
+                                                           context["dataset_json"], context["overlay_cases"])}
+        write_outputs(results, layout.fold_dir(f), writers if finished[f] else {"tables": write_tables})
+        fold_results[f] = results
+    if layout.single_fold:
+        return {**fold_results[folds[0]], "failed": failed}
+    by_method = {m: {f: finished[f][m] for f in folds if m in finished[f]} for m in methods}
+    pooled = {m: crossval.pool_method(records) for m, records in by_method.items() if records}
+    results = {**base, "validation_cases": sorted(c for f in folds for c in validation_cases(context["preprocessed"], f)),
+               "methods": pooled, "missing": {f"{m}/fold_{f}": why for f in folds for m, why in missing[f].items()},
+               "per_fold": crossval.per_fold_rows(finished), "stats": crossval.comparisons(pooled)}
+    writers = {"tables": write_tables, "figures": lambda r, out: write_figures(r, out, None, "", {}, 0)}
+    write_outputs(results, layout.crossval_dir, writers if pooled else {"tables": write_tables})
+    return {**results, "failed": failed, "fold_results": fold_results}
