@@ -10,6 +10,8 @@ parameter counts, trainers) reads the names and labels from here.
                     stock nnU-Net (paper Table 2 "nnU-Net")
     swinunetr_2d, unetr_2d
                     MONAI stand-ins for the paper's Swin-Unet and TransUNet (Table 2)
+    ours_plus       beyond the paper: ours + adapters in every block + a full-resolution refinement head
+                    (docs/method.md lists the differences)
     ours_missing, early_fusion_missing, nnunet_2d_missing
                     the same trainers with modality dropout (missing modalities at inference)
 
@@ -59,11 +61,13 @@ class Method:
 
     @property
     def is_sam(self) -> bool:
-        return self.name in SAM_METHODS
+        return self.name in SAM_METHODS or self.name in VARIANT_METHODS
 
 
 METHODS: dict[str, Method] = {m.name: m for m in (
     Method("ours", "Ours (cross-modality adapters)", _SAM_TRAINERS + "SAMCrossModalTrainer", SAM_PLANS_NAME, "2d"),
+    Method("ours_plus", "Ours+ (beyond the paper)", _SAM_TRAINERS + "SAMCrossModalPlusTrainer", SAM_PLANS_NAME,
+           "2d"),
     Method("early_fusion", "SAM, early fusion", _SAM_TRAINERS + "SAMEarlyFusionTrainer", SAM_PLANS_NAME, "2d"),
     Method("T1", "SAM, T1 only", _SAM_TRAINERS + "SAMSingleModalityT1Trainer", SAM_PLANS_NAME, "2d"),
     Method("T1ce", "SAM, T1ce only", _SAM_TRAINERS + "SAMSingleModalityT1ceTrainer", SAM_PLANS_NAME, "2d"),
@@ -83,8 +87,13 @@ METHODS: dict[str, Method] = {m.name: m for m in (
            STOCK_PLANS_NAME, "2d", deep_supervision=True),
 )}
 SAM_METHODS = ("ours", "early_fusion", *MODALITIES)
+VARIANT_METHODS = ("ours_plus",)  # SAM networks beyond the paper (optional in the benchmark)
 DEFAULT_METHODS = (*SAM_METHODS, "nnunet_2d")
 OPTIONAL_METHODS = tuple(name for name in METHODS if name not in DEFAULT_METHODS)
+
+
+# What ours_plus changes on the paper's network (same plans): see docs/method.md.
+OURS_PLUS_OPTIONS = {"adapter_depth": "all", "refine_head": True}
 
 
 class SAMPlansError(ValueError):
@@ -110,6 +119,8 @@ def build_method_network(method: str, configuration: dict, num_input_channels: i
     arch_kwargs = dict(configuration["architecture"]["arch_kwargs"])
     if method == "ours":
         return SAMCrossModalNetwork(num_input_channels, num_outputs, **arch_kwargs)
+    if method == "ours_plus":
+        return SAMCrossModalNetwork(num_input_channels, num_outputs, **{**arch_kwargs, **OURS_PLUS_OPTIONS})
     if method == "early_fusion":
         channels = None
     elif method in MODALITIES:

@@ -74,6 +74,14 @@ class SAMCrossModalTrainer(SingleOutputAdamWTrainer):
         return network._orig_mod if isinstance(network, OptimizedModule) else network
 
 
+class SAMCrossModalPlusTrainer(SAMCrossModalTrainer):
+    """Beyond the paper (method `ours_plus`): cross-modality adapters after every encoder block and a
+    full-resolution refinement head on the mask decoder's logits (docs/method.md). Same plans, loss,
+    optimiser and budget as SAMCrossModalTrainer; the paper's method stays SAMCrossModalTrainer."""
+
+    method = "ours_plus"
+
+
 class SAMEarlyFusionTrainer(SAMCrossModalTrainer):
     """Baseline: all four modalities -> 1x1 conv -> 3 channels -> one SAM (paper Fig. 3, Tables 1-2)."""
 

@@ -20,6 +20,7 @@ from torch import nn
 
 from nnunet_sam_adapter.model.adapter import CrossModalityAdapter
 from nnunet_sam_adapter.model.backbones import SAMBackbone, build_backbone, upsample_logits
+from nnunet_sam_adapter.model.refinement import RefinementHead
 from nnunet_sam_adapter.model.execution import (
     ATTENTION_CHOICES,
     AUTOCAST_CHOICES,
@@ -172,7 +173,8 @@ class SAMCrossModalNetwork(_SAMSegmentationNetwork):
         num_classes: K, nnU-Net segmentation heads (one mask token each).
         backbone: a name from `backbones.BACKBONE_NAMES`.
         input_size: S (SAM input resolution = nnU-Net 2d patch size).
-        adapter_depth: n, adapters after the first n encoder blocks (paper: 6 of ViT-B's 12).
+        adapter_depth: n, adapters after the first n encoder blocks (paper: 6 of ViT-B's 12); 'all':
+            every block (the ours_plus variant).
         stream_channels: ((T1-based channel indices), (T2-based channel indices)); the planner fills it
             from dataset.json channel names.
         batched_streams: True: both streams through each frozen block as one 2B batch; False: two
@@ -182,14 +184,16 @@ class SAMCrossModalNetwork(_SAMSegmentationNetwork):
         checkpoint_blocks: activation checkpointing of the frozen blocks (memory vs speed).
         attention, autocast, compile: execution policy, 'auto' = see `execution` (resolved for the
             parameters' device at build and on `.to()`); 'sam' / 'off' / 'off' is the reference path.
+        refine_head: beyond the paper (ours_plus): a full-resolution `RefinementHead` on the decoder's
+            logits (False, the default, is the paper's network).
     """
 
     def __init__(self, input_channels: int, num_classes: int, backbone: str = "vit_b",
-                 input_size: int = 256, adapter_depth: int = 6,
+                 input_size: int = 256, adapter_depth: int | str = 6,
                  stream_channels: Sequence[Sequence[int]] = DEFAULT_STREAM_CHANNELS,
                  batched_streams: bool | str = "auto", checkpoint_blocks: bool = False,
                  deep_supervision: bool = False, attention: str = "auto", autocast: str = "auto",
-                 compile: str | bool = "auto"):
+                 compile: str | bool = "auto", refine_head: bool = False):
         super().__init__(num_classes, backbone, input_size, checkpoint_blocks, deep_supervision,
                          attention, autocast, compile)
         self.stream_channels = [list(map(int, group)) for group in stream_channels]
@@ -199,12 +203,14 @@ class SAMCrossModalNetwork(_SAMSegmentationNetwork):
             if not 0 <= index < input_channels:
                 raise ValueError(f"stream channel {index} outside the {input_channels} input channels")
         depth = len(self.sam.block_widths)
+        adapter_depth = depth if adapter_depth == "all" else adapter_depth
         if not 0 <= adapter_depth <= depth:
             raise ValueError(f"adapter_depth must be in 0..{depth} for {backbone}, got {adapter_depth}")
         self.input_channels, self.adapter_depth = input_channels, adapter_depth
         self._set_setting("batched_streams", batched_streams)
         self.stems = nn.ModuleList(make_stem(len(group)) for group in self.stream_channels)
         self.adapters = nn.ModuleList(CrossModalityAdapter(w) for w in self.sam.block_widths[:adapter_depth])
+        self.refine = RefinementHead(input_channels, num_classes) if refine_head else None
         self._settle_execution()
 
     batched_streams = property(lambda self: self._settings["batched_streams"],
@@ -242,7 +248,8 @@ class SAMCrossModalNetwork(_SAMSegmentationNetwork):
     def _logits(self, x: torch.Tensor) -> torch.Tensor:
         """(B, C, S, S) -> logits (B, K, S, S)."""
         e_t1, e_t2 = self.encode_streams(x)
-        return self._decode(e_t1 + e_t2, x.shape[-2:])
+        logits = self._decode(e_t1 + e_t2, x.shape[-2:])
+        return logits if self.refine is None else self.refine(x, logits)
 
 
 class SAMSingleStreamNetwork(_SAMSegmentationNetwork):
