@@ -8,7 +8,7 @@ export nnUNet_n_proc_DA ?= 2
 export nnUNet_def_n_proc ?= 2
 export nnUNet_compile ?= false
 
-.PHONY: install demo test speed clean
+.PHONY: install demo test speed gpu-check clean
 
 install: $(STAMP)
 
@@ -26,6 +26,12 @@ test: $(STAMP)
 
 speed: $(STAMP)
 	$(BIN)/nnUNetv2_sam_speed --docs docs/performance.md
+
+# On a CUDA machine: speed at the paper's settings + short trainings on the real BraTS cases with nnU-Net's
+# defaults (compile on) -> docs/performance.md (GPU section), docs/gpu_check.md. GPU_CHECK_ARGS e.g.
+# --data ../shared/data/real, --sam-checkpoint sam_vit_b_01ec64.pth, --dry-run, --cpu-smoke.
+gpu-check: $(STAMP)
+	$(BIN)/python -m nnunet_sam_adapter.benchmark.gpu_check $(GPU_CHECK_ARGS)
 
 clean:
 	rm -rf $(VENV) *.egg-info build demo_output
