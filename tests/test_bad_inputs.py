@@ -7,7 +7,6 @@ docs/reliability.md and these tests name each other.
 """
 from __future__ import annotations
 
-import gzip
 import hashlib
 import json
 import os
