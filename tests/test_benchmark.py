@@ -51,7 +51,8 @@ def test_writes_tables_figures_and_results(benchmarked):
                  "results.json"):
         assert (out / name).is_file() and (out / name).stat().st_size > 0, name
     results = json.loads((out / "results.json").read_text())
-    assert set(results["methods"]) == set(METHODS)
+    # every method's raw row and its row after nnU-Net's postprocessing (METHOD_pp)
+    assert set(results["methods"]) == set(METHODS) | {f"{m}_pp" for m in METHODS}
     assert all(entry["status"] == "trained" for entry in results["methods"].values())
     assert all(entry["budget"]["epochs"] == 2 and entry["budget"]["iterations"] == 3
                for entry in results["methods"].values())
@@ -63,9 +64,9 @@ def test_writes_tables_figures_and_results(benchmarked):
         assert evaluated == set(cases), method
 
     table1 = {row["method"]: row for row in read_csv(out / "table1.csv")}
-    assert set(table1) == {"ours", "early_fusion"}
+    assert set(table1) == {"ours", "early_fusion", "ours_pp", "early_fusion_pp"}
     table2 = {row["method"] for row in read_csv(out / "table2.csv")}
-    assert table2 == {"ours", "early_fusion", "nnunet_2d"}
+    assert table2 == {"ours", "early_fusion", "nnunet_2d", "ours_pp", "early_fusion_pp", "nnunet_2d_pp"}
     for row in table1.values():  # numbers come from the evaluation of this run
         summary = results["methods"][row["method"]]["summary"]
         assert float(row["dice_pct_volume_mean"]) == pytest.approx(100 * summary["volume"]["tumor"]["dice"]["mean"],

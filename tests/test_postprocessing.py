@@ -1,5 +1,6 @@
 """nnU-Net's postprocessing on a validation folder: a planted far-off blob is removed and HD95 drops."""
 import numpy as np
+import pytest
 import SimpleITK as sitk
 
 from nnunet_sam_adapter.evaluation.folders import evaluate_folders
@@ -35,22 +36,45 @@ def _validation_folder(tmp_path):
     return gt, validation
 
 
-def test_postprocessing_removes_far_off_blob_and_hd95_drops(tmp_path):
+def test_postprocessing_removes_far_off_blob_and_hd95_drops(tmp_path, monkeypatch):
+    """Through the benchmark's hook: the run's validation folder as nnU-Net leaves it (plans.json and dataset.json
+    next to fold_0), then the raw and the postprocessed rows of the tables."""
+    import json
+    from types import SimpleNamespace
+
+    from nnunet_sam_adapter.benchmark import layout
+    from nnunet_sam_adapter.benchmark.tables import TABLE1_METHODS, metric_rows
+    from nnunet_sam_adapter.evaluation.postprocessing import benchmark_postprocessing, postprocessed_record
+
     gt, validation = _validation_folder(tmp_path)
+    (tmp_path / "plans.json").write_text(json.dumps(PLANS))
+    (tmp_path / "dataset.json").write_text(json.dumps(DATASET_JSON))
+    monkeypatch.setattr(layout, "nnunet_dirs", lambda dataset: ("Dataset999_PP", tmp_path, tmp_path / "results"))
     before = {p.name: p.read_bytes() for p in validation.iterdir()}
     raw = evaluate_folders(gt, validation, tmp_path / "eval_raw", dataset_json=DATASET_JSON, show_progress=False)
-    result = postprocess_and_evaluate(validation, gt, PLANS, DATASET_JSON, tmp_path / "eval_pp")
+    run = SimpleNamespace(run_dir=str(tmp_path / "fold_0"), validation_dir=str(validation),
+                          evaluation_dir=str(tmp_path / "eval_raw"))
+    entry = benchmark_postprocessing(run, SimpleNamespace(dataset="999", num_processes=1))
 
-    assert result["steps"] and result["steps"][0].startswith("remove_all_but_largest_component_from_segmentation")
-    raw_tumor, pp_tumor = raw["volume"]["tumor"], result["summary"]["volume"]["tumor"]
+    assert entry["steps"] and entry["steps"][0].startswith("remove_all_but_largest_component_from_segmentation")
+    raw_tumor, pp_tumor = raw["volume"]["tumor"], entry["summary"]["volume"]["tumor"]
     assert raw_tumor["hd95"]["mean"] > 15  # the blob is ~25 mm from the tumour
     assert pp_tumor["hd95"]["mean"] == 0.0 and pp_tumor["dice"]["mean"] == 1.0
     assert raw_tumor["dice"]["mean"] < 0.97
     # nnU-Net's choice is kept for nnUNetv2_apply_postprocessing; the run's folder is untouched.
-    assert (tmp_path / "eval_pp" / "nnunet_postprocessing" / "postprocessing.pkl").is_file()
+    assert (tmp_path / "eval_raw" / "postprocessed" / "nnunet_postprocessing" / "postprocessing.pkl").is_file()
     assert {p.name: p.read_bytes() for p in validation.iterdir()} == before
 
+    record = {"method": "ours", "label": "Ours", "budget": None, "summary": raw,
+              "extra": {"nnunet_sam_adapter.evaluation.postprocessing.benchmark_postprocessing": entry}}
+    results = {"methods": {"ours": record, "ours_pp": postprocessed_record(record)}}
+    rows = {row["method"]: row for row in metric_rows(results, TABLE1_METHODS)}
+    assert list(rows) == ["ours", "ours_pp"]
+    assert rows["ours"]["hd95_mm_volume_mean"] > 15 and rows["ours_pp"]["hd95_mm_volume_mean"] == 0.0
+    assert "postprocessing" in rows["ours_pp"]["label"]
 
+
+@pytest.mark.slow  # nnU-Net's spawn pools: ~1-2 min on a loaded 2-core machine
 def test_postprocessing_keeps_raw_predictions_when_removal_hurts(tmp_path):
     """A second true tumour component: keeping only the largest would lose it, so nnU-Net chooses nothing."""
     gt, validation = _validation_folder(tmp_path)

@@ -20,10 +20,13 @@ from pathlib import Path
 
 from nnunet_sam_adapter.benchmark.budget import images_seen
 from nnunet_sam_adapter.data.atomic_io import atomic_write_text, csv_text
+from nnunet_sam_adapter.evaluation.postprocessing import with_postprocessed
 from nnunet_sam_adapter.model.parameters import millions
 
-TABLE1_METHODS = ("T1", "T1ce", "T2", "FLAIR", "early_fusion", "ours")
-TABLE2_METHODS = ("swinunetr_2d", "unetr_2d", "early_fusion", "nnunet_2d", "nnunet_3d_fullres", "ours")
+# Each method's raw row, then its row after nnU-Net's postprocessing (METHOD_pp); ours_plus is beyond the paper.
+TABLE1_METHODS = with_postprocessed(("T1", "T1ce", "T2", "FLAIR", "early_fusion", "ours", "ours_plus"))
+TABLE2_METHODS = with_postprocessed(("swinunetr_2d", "unetr_2d", "early_fusion", "nnunet_2d", "nnunet_3d_fullres",
+                                     "ours", "ours_plus"))
 PROTOCOLS = ("slice", "volume")
 PROTOCOL_NOTE = ("slice = the paper's protocol (every 2D slice with tumour in reference or prediction, "
                  "averaged over all slices); volume = BraTS style (one score per case). Missed or hallucinated "
@@ -126,13 +129,17 @@ def parameter_table_markdown(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
+def _first(cases: list[str], shown: int = 20) -> str:
+    return ", ".join(cases[:shown]) + (f", ... ({len(cases) - shown} more, see results.json)" if len(cases) > shown else "")
+
+
 def _header(results: dict) -> str:
     sam = results.get("sam")
     folds = results.get("folds", [results["fold"]])
     where = f"fold {folds[0]}" if len(folds) == 1 else f"cross-validation, folds {', '.join(map(str, folds))} pooled"
     lines = [f"# Benchmark: {results['dataset']}, {where}", "",
              f"- Validation cases ({len(results['validation_cases'])}), the same for every method: "
-             f"{', '.join(results['validation_cases'])}",
+             f"{_first(results['validation_cases'])}",
              f"- Device: {results['device']}; test-time mirroring: {'on' if results['test_time_mirroring'] else 'off'}",
              f"- Budget rule: {results.get('budget_rule') or 'each trainer own'}; each row states its epochs x "
              f"iterations x batch size = training images seen"]

@@ -60,6 +60,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--retrain", action="store_true", help="retrain even where a finished run exists")
     parser.add_argument("--no-mirroring", action="store_true",
                         help="validation without test-time mirroring (4x faster in 2d, nnU-Net mirrors by default)")
+    parser.add_argument("--no-postprocessing", action="store_true",
+                        help="skip nnU-Net's postprocessing (by default every method also gets a row after "
+                             "nnU-Net's determine_postprocessing on its validation predictions)")
     parser.add_argument("--overlay-cases", type=int, default=3, help="cases in overlays.png (default 3; 0: none)")
     parser.add_argument("-np", type=int, default=1, help="processes for the evaluation (default 1)")
     modes = parser.add_mutually_exclusive_group()
@@ -117,6 +120,7 @@ def _run(args, methods, parser) -> int:
     from nnunet_sam_adapter.benchmark.executors import ExecutorOptions
     from nnunet_sam_adapter.benchmark.pipeline import run_benchmark
     from nnunet_sam_adapter.benchmark.status import print_status
+    from nnunet_sam_adapter.evaluation.postprocessing import BENCHMARK_EVALUATION
 
     try:
         budget = Budget(args.epochs, args.iterations, images_per_method=args.images_per_method)
@@ -130,7 +134,8 @@ def _run(args, methods, parser) -> int:
         return print_status(args.d, methods, fold, args.folds, args.o)
     results = run_benchmark(args.d, methods, fold, budget, args.o, args.device, args.retrain, not args.no_mirroring,
                             args.overlay_cases, args.np, folds=args.folds, executor=options,
-                            aggregate_only=args.aggregate_only, save_every=args.save_every)
+                            aggregate_only=args.aggregate_only, save_every=args.save_every,
+                            evaluations=() if args.no_postprocessing else (BENCHMARK_EVALUATION,))
     if "submitted" in results:
         print(f"Submitted {len(results['submitted'])} run(s); watch them with --status, then --aggregate-only.")
         return 0

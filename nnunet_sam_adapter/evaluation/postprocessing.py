@@ -103,3 +103,43 @@ def _load(load_json, path, what: str) -> dict:
         return load_json(str(path))
     except (OSError, ValueError) as error:
         raise PostprocessingError(f"{path}: cannot read the {what} JSON ({error})") from error
+
+
+# ------------------------------------------------------------------ the benchmark's raw and postprocessed rows
+
+BENCHMARK_EVALUATION = "nnunet_sam_adapter.evaluation.postprocessing.benchmark_postprocessing"
+POSTPROCESSED_SUFFIX = "_pp"  # table key of a method's postprocessed row: "ours" -> "ours_pp"
+
+
+def benchmark_postprocessing(result, spec) -> dict:
+    """Extra evaluation of a benchmark run (`RunSpec.evaluations`): nnU-Net's postprocessing determined on
+    the run's validation predictions (plans.json / dataset.json as nnU-Net copied them next to the fold
+    folders), the postprocessed predictions evaluated into EVALUATION_DIR/postprocessed."""
+    from nnunet_sam_adapter.benchmark.layout import nnunet_dirs
+
+    _, preprocessed, _ = nnunet_dirs(spec.dataset)
+    model_dir = Path(result.run_dir).parent
+    output = Path(result.evaluation_dir) / "postprocessed"
+    done = postprocess_and_evaluate(result.validation_dir, preprocessed / "gt_segmentations",
+                                    model_dir / "plans.json", model_dir / "dataset.json", output, spec.num_processes)
+    summary = done["summary"]
+    return {"steps": done["steps"], "pkl": done["pkl"], "evaluation_dir": str(output),
+            "summary": {"volume": summary["volume"], "slice": summary["slice"], "classes": summary["classes"],
+                        "cases": sorted(summary["cases"])}}
+
+
+def postprocessed_record(record: Mapping) -> dict | None:
+    """A benchmark run record -> a record of the same run scored after postprocessing (method key
+    METHOD_pp, label '... + nnU-Net postprocessing'); None when the run has no postprocessed evaluation."""
+    entry = (record.get("extra") or {}).get(BENCHMARK_EVALUATION)
+    if not entry or "error" in entry:
+        return None
+    steps = ", ".join(entry["steps"]) or "none chosen"
+    return {**record, "method": record["method"] + POSTPROCESSED_SUFFIX,
+            "label": f"{record['label']} + nnU-Net postprocessing ({'largest component' if entry['steps'] else steps})",
+            "evaluation_dir": entry["evaluation_dir"], "summary": entry["summary"], "postprocessing": entry["steps"]}
+
+
+def with_postprocessed(methods) -> tuple:
+    """('ours', 'nnunet_2d') -> ('ours', 'ours_pp', 'nnunet_2d', 'nnunet_2d_pp'): raw row, then postprocessed row."""
+    return tuple(key for method in methods for key in (method, method + POSTPROCESSED_SUFFIX))
