@@ -21,8 +21,9 @@ def test_resample_keeps_extent_and_label_values():
     seg[12:16, 12:16, 10:14] = 4
     image = sitk.GetImageFromArray(seg)
     image.SetOrigin((5.0, -3.0, 2.0))
+    image.SetSpacing((1.3, 1.3, 1.3))  # new voxel centres fall between old ones: interpolation matters
     out = resample_isotropic(image, 3.0, is_label=True)
-    assert out.GetSize() == (11, 10, 10)  # round(32/3), round(31/3), round(30/3) in (x, y, z)
+    assert out.GetSize() == (14, 13, 13)  # round(32 * 1.3 / 3), round(31 * 1.3 / 3), round(30 * 1.3 / 3) in (x, y, z)
     assert out.GetSpacing() == (3.0, 3.0, 3.0) and out.GetOrigin() == image.GetOrigin()
     values = set(np.unique(sitk.GetArrayFromImage(out)).tolist())
     assert values <= {0, 2, 4} and 4 in values  # nearest neighbour: no blended label values
