@@ -25,7 +25,8 @@ def test_dry_run_plans_the_paper_settings_with_nnunet_defaults(real_data, tmp_pa
     monkeypatch.setenv("nnUNet_compile", "false")  # what the Makefile exports for CPU machines
     assert gpu_check.main(["--dry-run", "--data", str(real_data), "--work", str(tmp_path / "w")]) == 0
     out = capsys.readouterr().out
-    assert "nnUNetv2_sam_speed --backbone vit_b --input-size 256 --batch-size 24 --adapter-depth 6 --device cuda" in out
+    paper_settings = "--backbone vit_b --input-size 256 --batch-size 24 --adapter-depth 6 --device cuda"
+    assert f"nnUNetv2_sam_speed {paper_settings}" in out
     assert "--docs docs/performance.md" in out
     assert f"nnUNetv2_sam_convert_brats -i {real_data / 'some_brats'} -d 501" in out and "kaggle" not in out
     assert "nnUNetv2_sam_plan_and_preprocess -d 501 --backbone litemedsam --input-size 256 --stock 2d" in out
@@ -38,7 +39,8 @@ def test_dry_run_plans_the_paper_settings_with_nnunet_defaults(real_data, tmp_pa
     assert env["nnUNet_results"] == str((tmp_path / "w" / "nnUNet_results").resolve())
     smoke = gpu_check.GpuCheckSettings(real_data, tmp_path / "w", cpu_smoke=True)
     assert gpu_check.nnunet_env(smoke)["nnUNet_compile"] == "false"
-    assert all(s.trainer.endswith("_debug") and "-device" in s.argv for s in gpu_check.gpu_check_plan(smoke) if s.trainer)
+    trainings = [s for s in gpu_check.gpu_check_plan(smoke) if s.trainer]
+    assert trainings and all(s.trainer.endswith("_debug") and "-device" in s.argv for s in trainings)
     assert "--docs" in (speed := gpu_check.speed_step(smoke).argv) and str(tmp_path / "w" / "docs") in " ".join(speed)
 
 
@@ -54,7 +56,8 @@ def test_sam_checkpoint_adds_a_vit_b_run(real_data, tmp_path):
 @pytest.mark.parametrize("argv, message", [
     (["--dry-run", "--data", "/no/such/folder"], "real BraTS data not found at /no/such/folder"),
     (["--dry-run", "--data", "{empty}"], "no BraTS case folders"),
-    (["--dry-run", "--data", "{real}", "--sam-checkpoint", "/no/ckpt.pth"], "--sam-checkpoint /no/ckpt.pth: no such"),
+    (["--dry-run", "--data", "{real}", "--sam-checkpoint", "/no/ckpt.pth"],
+     "--sam-checkpoint /no/ckpt.pth: no such"),
 ])
 def test_bad_input_is_one_line(argv, message, real_data, tmp_path, capsys):
     (tmp_path / "empty").mkdir()
@@ -75,7 +78,8 @@ def test_page_reads_nnunet_logs_and_validation_summary(real_data, tmp_path):
     """nnU-Net's own formats: 'Epoch time: X s' log lines and validation/summary.json."""
     settings = gpu_check.GpuCheckSettings(real_data, tmp_path / "w")
     step = gpu_check.train_step(settings, "ours", 501)
-    fold = tmp_path / "w" / "nnUNet_results" / "Dataset501_BraTSGpuCheck" / f"{step.trainer}__{step.plans}__2d" / "fold_0"
+    dataset = tmp_path / "w" / "nnUNet_results" / "Dataset501_BraTSGpuCheck"
+    fold = dataset / f"{step.trainer}__{step.plans}__2d" / "fold_0"
     (fold / "validation").mkdir(parents=True)
     (fold / "training_log_2026_1_1_00_00_00.txt").write_text(
         "2026-01-01 00:00:01.000000: Epoch time: 95.2 s\n...\n2026-01-01 00:02:00.000000: Epoch time: 12.5 s\n"
@@ -85,9 +89,10 @@ def test_page_reads_nnunet_logs_and_validation_summary(real_data, tmp_path):
     result = gpu_check.training_result(step, settings)
     assert result == {"epochs": 4, "first_epoch_s": 95.2, "median_epoch_s": 12.75, "dice": 0.8125,
                       "validation_cases": 2}
-    machine = {"device": "NVIDIA X", "torch": "2", "cuda": "13", "bf16": True, "nnunetv2": "2.8.1", "python": "3",
-               "cpu_cores": 16, "date": "today"}
+    machine = {"device": "NVIDIA X", "torch": "2", "cuda": "13", "bf16": True, "nnunetv2": "2.8.1",
+               "python": "3", "cpu_cores": 16, "date": "today"}
     page = gpu_check.gpu_check_page(machine, settings, [{"label": "Ours", "trainer": step.trainer, "plans": step.plans,
                                                          "wall_s": 600, **result}])
-    assert "| Ours | SAMCrossModalTrainer_gpucheck | nnUNetSAMPlans | 4 | 95.2 | 12.8 | 10.0 | 0.812 (2 cases) |" in page
+    row = "| Ours | SAMCrossModalTrainer_gpucheck | nnUNetSAMPlans | 4 | 95.2 | 12.8 | 10.0 | 0.812 (2 cases) |"
+    assert row in page
     assert "Device: NVIDIA X" in page and "20 epochs x 100 iterations" in page

@@ -47,6 +47,15 @@ def test_all_comparisons_have_rows():
         speed_variants(SpeedSettings(only=("warp",)), resolve_device("cpu"))
 
 
+def test_litemedsam_rows_have_no_sdpa_and_name_its_attention():
+    """LiteMedSAM's TinyViT has no SDPA variant: no SDPA rows, and its attention is labelled as its own."""
+    variants = speed_variants(SpeedSettings(backbone="litemedsam"), resolve_device("cpu"))
+    assert not {"sdpa", "low_precision_alt"} & {v.key for v in variants}
+    ours = [v for v in variants if v.method == "ours"]
+    assert ours and all("TinyViT attention" in v.label and "SAM attention" not in v.label for v in ours)
+    assert all(v.network_kwargs.get("attention") != "sdpa" for v in variants)
+
+
 def test_stock_nnunet_2d_architecture_for_256_patch():
     arch = plain_conv_unet_architecture(256, 4)["arch_kwargs"]
     assert arch["n_stages"] == 7  # 256 -> 4 (nnU-Net's minimum feature map edge)

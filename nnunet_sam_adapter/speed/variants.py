@@ -83,13 +83,16 @@ def speed_variants(settings: SpeedSettings, device: torch.device) -> list[SpeedV
     `low_precision_alt` repeats the low-precision row with the other attention (SAM ViT only)."""
     autocast = default_autocast_name(device)
     # no native low precision here: the bf16 row still shows what it would cost
-    low, autocast_label = ("bf16", "fp32") if autocast == "off" else (autocast, autocast)
+    low_precision, autocast_label = ("bf16", "fp32") if autocast == "off" else (autocast, autocast)
     sdpa = has_sdpa(settings.backbone)
     attention = resolve_attention("auto", device) if sdpa else "sam"
     other = "sdpa" if attention == "sam" else "sam"
     batched = resolve_batched_streams("auto", device)
     streams = "batched" if batched else "two passes"
-    name = lambda kind: attention_label(kind, settings.backbone)  # noqa: E731
+
+    def name(kind: str) -> str:
+        return attention_label(kind, settings.backbone)
+
     ours = OURS.label
     plain = {"checkpoint_blocks": False, "compile": "off"}
     defaults = {**plain, "batched_streams": batched, "attention": attention, "autocast": autocast}
@@ -100,10 +103,10 @@ def speed_variants(settings: SpeedSettings, device: torch.device) -> list[SpeedV
                      {**plain, "batched_streams": True, "attention": "sam", "autocast": "off"}),
         SpeedVariant("sdpa", f"{ours}, batched, SDPA, fp32", OURS.name,
                      {**plain, "batched_streams": True, "attention": "sdpa", "autocast": "off"}),
-        SpeedVariant("low_precision", f"{ours}, {streams}, {name(attention)}, {low} autocast", OURS.name,
-                     {**defaults, "autocast": low}),
-        SpeedVariant("low_precision_alt", f"{ours}, {streams}, {name(other)}, {low} autocast", OURS.name,
-                     {**defaults, "attention": other, "autocast": low}),
+        SpeedVariant("low_precision", f"{ours}, {streams}, {name(attention)}, {low_precision} autocast", OURS.name,
+                     {**defaults, "autocast": low_precision}),
+        SpeedVariant("low_precision_alt", f"{ours}, {streams}, {name(other)}, {low_precision} autocast", OURS.name,
+                     {**defaults, "attention": other, "autocast": low_precision}),
         SpeedVariant("checkpointing", f"{ours}, {streams}, {name(attention)}, {autocast_label}, activation "
                      f"checkpointing", OURS.name, {**defaults, "checkpoint_blocks": True}),
     ]
