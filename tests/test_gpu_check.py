@@ -29,7 +29,7 @@ def test_dry_run_plans_the_paper_settings_with_nnunet_defaults(real_data, tmp_pa
     assert f"nnUNetv2_sam_speed {paper_settings}" in out
     assert "--docs docs/performance.md" in out
     assert f"nnUNetv2_sam_convert_brats -i {real_data / 'some_brats'} -d 501" in out and "kaggle" not in out
-    assert "nnUNetv2_sam_plan_and_preprocess -d 501 --backbone litemedsam --input-size 256 --stock 2d" in out
+    assert "nnUNetv2_sam_plan_and_preprocess -d 501 --backbone litemedsam --input-size 256 --stock 2d -np " in out
     for trainer, plans in (("SAMCrossModalTrainer", "nnUNetSAMPlans"), ("SAMEarlyFusionTrainer", "nnUNetSAMPlans"),
                            ("nnUNetTrainer", "nnUNetPlans")):
         assert f"nnUNetv2_train 501 2d 0 -tr {trainer}_gpucheck -p {plans}\n" in out

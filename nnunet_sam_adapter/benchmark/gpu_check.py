@@ -111,8 +111,8 @@ def dataset_steps(settings: GpuCheckSettings, dataset_id: int, backbone: str, ch
             "--input-size", input_size, "--stock", "2d"]
     if checkpoint:
         plan += ["--checkpoint", checkpoint]
-    if settings.cpu_smoke:
-        plan += ["--batch-size", "2", "-np", "2"]
+    # the planner's own default is 2 processes (CPU machines); a GPU machine has cores to spare
+    plan += ["--batch-size", "2", "-np", "2"] if settings.cpu_smoke else ["-np", str(min(8, os.cpu_count() or 2))]
     return steps + [Step(f"plan {dataset_id} ({backbone})", plan)]
 
 
