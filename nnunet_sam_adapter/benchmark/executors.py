@@ -70,8 +70,9 @@ class RunJob(submitit.helpers.Checkpointable):
 
 def slurm_parameters(options: ExecutorOptions) -> dict:
     """AutoExecutor parameters of the --slurm-* options."""
-    params = {"timeout_min": time_minutes(options.slurm_time), "slurm_job_name": "nnsam_benchmark",
-              "gpus_per_node": options.slurm_gpus_per_job, "tasks_per_node": 1}
+    params = {"timeout_min": time_minutes(options.slurm_time), "slurm_job_name": "nnsam_benchmark", "tasks_per_node": 1}
+    if options.slurm_gpus_per_job > 0:  # a CPU partition may have no GRES at all: ask for none, not for 0
+        params["gpus_per_node"] = options.slurm_gpus_per_job
     for key, value in (("slurm_partition", options.slurm_partition), ("slurm_account", options.slurm_account),
                        ("cpus_per_task", options.slurm_cpus_per_job), ("slurm_mem", options.slurm_mem),
                        ("slurm_array_parallelism", options.slurm_array_parallelism)):

@@ -84,9 +84,9 @@ def report(layout: OutputLayout, methods, folds: list[int], context: dict, faile
         results = {**base, "fold": f, "folds": [f], "validation_cases": validation_cases(context["preprocessed"], f),
                    "methods": finished[f], "missing": missing[f]}
         images = raw_images_dir(dataset)
-        writers = {"tables": write_tables,
-                   "figures": lambda r, out: write_figures(r, out, images, context["preprocessed"] / "gt_segmentations",
-                                                           context["dataset_json"], context["overlay_cases"])}
+        writers = {"figures": lambda r, out: write_figures(r, out, images, context["preprocessed"] / "gt_segmentations",
+                                                           context["dataset_json"], context["overlay_cases"]),
+                   "tables": write_tables}  # last: tables.md names a figure that could not be drawn
         write_outputs(results, layout.fold_dir(f), writers if finished[f] else {"tables": write_tables})
         fold_results[f] = results
     if layout.single_fold:
@@ -96,6 +96,6 @@ def report(layout: OutputLayout, methods, folds: list[int], context: dict, faile
     results = {**base, "validation_cases": sorted(c for f in folds for c in validation_cases(context["preprocessed"], f)),
                "methods": pooled, "missing": {f"{m}/fold_{f}": why for f in folds for m, why in missing[f].items()},
                "per_fold": crossval.per_fold_rows(finished), "stats": crossval.comparisons(pooled)}
-    writers = {"tables": write_tables, "figures": lambda r, out: write_figures(r, out, None, "", {}, 0)}
+    writers = {"figures": lambda r, out: write_figures(r, out, None, "", {}, 0), "tables": write_tables}
     write_outputs(results, layout.crossval_dir, writers if pooled else {"tables": write_tables})
     return {**results, "failed": failed, "fold_results": fold_results}

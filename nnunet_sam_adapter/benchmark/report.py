@@ -52,18 +52,19 @@ def collect_runs(layout: OutputLayout, methods, folds) -> tuple[dict, dict]:
 
 
 def write_outputs(results: dict, output_dir: Path, writers: dict) -> dict:
-    """Run each writer (name -> f(results, output_dir) -> {file: path}); a failing one is reported, not fatal.
-    Writes results.json last. Returns {file: path} of what was written."""
+    """Run each writer (name -> f(results, output_dir) -> {file: path}, stored as results[name]); a failing
+    one is reported in results['report_errors'], not fatal. Writes results.json last. Returns {file: path}."""
     written, errors = {}, {}
+    results["report_errors"] = errors  # filled as writers fail: tables written last can list the failures
     output_dir.mkdir(parents=True, exist_ok=True)
     for name, writer in writers.items():
         try:
-            written.update(writer(results, output_dir) or {})
+            results[name] = writer(results, output_dir) or {}
+            written.update(results[name])
         except Exception as error:  # noqa: BLE001 - the other tables still get written
+            results[name] = {}
             errors[name] = f"{type(error).__name__}: {error}"
             tqdm.write(f"{name} not written: {errors[name]}")
-    results["report_errors"] = errors
-    results["written"] = written
     from nnunet_sam_adapter.data.atomic_io import atomic_write_json
 
     atomic_write_json(output_dir / "results.json", json.loads(json.dumps(results, default=str)))

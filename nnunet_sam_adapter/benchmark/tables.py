@@ -129,13 +129,17 @@ def parameter_table_markdown(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
+def _first(cases: list[str], shown: int = 20) -> str:
+    return ", ".join(cases[:shown]) + (f", ... ({len(cases) - shown} more, see results.json)" if len(cases) > shown else "")
+
+
 def _header(results: dict) -> str:
     sam = results.get("sam")
     folds = results.get("folds", [results["fold"]])
     where = f"fold {folds[0]}" if len(folds) == 1 else f"cross-validation, folds {', '.join(map(str, folds))} pooled"
     lines = [f"# Benchmark: {results['dataset']}, {where}", "",
              f"- Validation cases ({len(results['validation_cases'])}), the same for every method: "
-             f"{', '.join(results['validation_cases'])}",
+             f"{_first(results['validation_cases'])}",
              f"- Device: {results['device']}; test-time mirroring: {'on' if results['test_time_mirroring'] else 'off'}",
              f"- Budget rule: {results.get('budget_rule') or 'each trainer own'}; each row states its epochs x "
              f"iterations x batch size = training images seen"]
