@@ -78,15 +78,16 @@ def test_training_step_under_nnunet_autocast_and_grad_scaler(dtype_name, dtype):
     """nnU-Net's CUDA training step on CPU: forward + loss inside autocast (fp16, what
     `autocast('cuda')` picks), GradScaler, unscale, clip at 12, step (nnUNetTrainer.train_step).
     The network's own region runs the frozen blocks' matmuls in `dtype` (the policy of
-    execution.resolve_autocast: bf16 where supported, else fp16); the loss is finite and gradients reach the stems, adapters and
-    mask decoder, never the frozen encoder."""
+    execution.resolve_autocast: bf16 where supported, else fp16); the loss is finite and gradients
+    reach the stems, adapters and mask decoder, never the frozen encoder."""
     from nnunetv2.training.loss.compound_losses import DC_and_CE_loss
     from nnunetv2.training.loss.dice import MemoryEfficientSoftDiceLoss
 
     torch.manual_seed(0)
     net = SAMCrossModalNetwork(4, 2, "tiny", SIZE, adapter_depth=2, autocast=dtype_name).train()
     block_dtypes = []
-    net.sam.image_encoder.blocks[0].attn.qkv.register_forward_hook(lambda module, args, out: block_dtypes.append(out.dtype))
+    qkv = net.sam.image_encoder.blocks[0].attn.qkv
+    qkv.register_forward_hook(lambda module, args, out: block_dtypes.append(out.dtype))
     loss_fn = DC_and_CE_loss({"batch_dice": True, "smooth": 1e-5, "do_bg": False, "ddp": False}, {},
                              weight_ce=1, weight_dice=1, ignore_label=None, dice_class=MemoryEfficientSoftDiceLoss)
     optimizer = torch.optim.AdamW([p for p in net.parameters() if p.requires_grad], lr=LR)
