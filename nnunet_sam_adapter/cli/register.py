@@ -16,12 +16,17 @@ def main(argv=None) -> None:
     add_case_options(parser, register_help="auto (default): register when a modality's grid or head mask differs "
                                            "from T2's",
                      skip_bad_help="register the good cases and list the bad ones")
+    parser.add_argument("--allow-missing", action="store_true",
+                        help="predict cases that lack modalities: each missing one is written as zeros on the "
+                             "reference grid (T2's; without T2 the first present of FLAIR, T1ce, T1) and listed in "
+                             "OUT/registration_reports/CASE.json. Models trained with modality dropout "
+                             "(e.g. -tr SAMCrossModalMissingModalityTrainer) are made for this; others still predict")
     args = parser.parse_args(argv)
 
     from nnunet_sam_adapter.data.conversion import register_cases
 
     run_case_command("nnUNetv2_sam_register", "registered", register_cases, args, in_dir=args.input,
-                     out_dir=args.output)
+                     out_dir=args.output, allow_missing=args.allow_missing)
 
 
 if __name__ == "__main__":

@@ -16,6 +16,9 @@ from nnunet_sam_adapter.data.images import InputError
 CHANNELS = ("t1", "t1ce", "t2", "flair")  # nnU-Net channel i = CHANNELS[i]
 CHANNEL_NAMES = {"0": "T1", "1": "T1ce", "2": "T2", "3": "FLAIR"}
 REFERENCE = "t2"  # every modality is registered to the case's T2
+# With missing modalities allowed (nnUNetv2_sam_register --allow-missing) and T2 itself missing, the
+# reference is the first present of these: FLAIR is T2-weighted too, so registration to it is closest.
+REFERENCE_FALLBACK = ("t2", "flair", "t1ce", "t1")
 FILE_ENDING = ".nii.gz"
 BRATS_SUFFIXES = {
     "2021": {"t1": "_t1", "t1ce": "_t1ce", "t2": "_t2", "flair": "_flair", "seg": "_seg"},
@@ -97,33 +100,40 @@ def _collect_files(folder: Path, allow_nnunet_naming: bool, problems: dict) -> d
     return found
 
 
-def _case_problem(case_id: str, entry: dict) -> InputError | None:
+def reference_modality(case: CaseFiles) -> str:
+    """The modality the case is registered to: T2, or with T2 missing the first present fallback."""
+    return next(m for m in REFERENCE_FALLBACK if m in case.images)
+
+
+def _case_problem(case_id: str, entry: dict, allow_missing: bool = False) -> InputError | None:
     namings, files, folders = entry["namings"], entry["files"], sorted(entry["folders"])
     if len(folders) > 1:
         return InputError(case_id, folders[1], f"duplicate case ID: also found in {folders[0]}")
     if len(namings) > 1:
         return InputError(case_id, folders[0], f"mixes file namings {sorted(namings)}: expected one")
     missing = [m for m in CHANNELS if m not in files]
-    if missing:
+    if missing and (not allow_missing or len(missing) == len(CHANNELS)):
         return InputError(case_id, expected_path(case_id, next(iter(namings)), missing[0], folders[0]),
                           f"missing modality {missing[0]}: file not found")
     return None
 
 
-def find_cases(folder, allow_nnunet_naming: bool = False) -> tuple[list[CaseFiles], list[InputError]]:
+def find_cases(folder, allow_nnunet_naming: bool = False,
+               allow_missing: bool = False) -> tuple[list[CaseFiles], list[InputError]]:
     """Cases under ``folder`` (BraTS case folders, searched recursively; with ``allow_nnunet_naming`` also
-    flat ``CASE_0000..0003`` files) and the discovery problems: missing modality, duplicate case ID,
+    flat ``CASE_0000..0003`` files) and the discovery problems: missing modality (unless ``allow_missing``:
+    then a case needs one modality, and ``CaseFiles.images`` holds the present ones), duplicate case ID,
     mixed namings, unexpected nnU-Net channel."""
     folder = Path(folder)
     problems: dict[str, InputError] = {}
     found = _collect_files(folder, allow_nnunet_naming, problems)
     cases = []
     for case_id, entry in sorted(found.items()):
-        if case_id not in problems and (problem := _case_problem(case_id, entry)):
+        if case_id not in problems and (problem := _case_problem(case_id, entry, allow_missing)):
             problems[case_id] = problem
         if case_id in problems:
             continue
         files = entry["files"]
-        cases.append(CaseFiles(case_id, next(iter(entry["namings"])), {m: files[m] for m in CHANNELS},
+        cases.append(CaseFiles(case_id, next(iter(entry["namings"])), {m: files[m] for m in CHANNELS if m in files},
                                files.get("seg"), entry["folders"]))
     return cases, [problems[c] for c in sorted(problems)]

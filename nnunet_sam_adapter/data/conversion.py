@@ -38,7 +38,7 @@ from nnunet_sam_adapter.data import registration
 from nnunet_sam_adapter.data.atomic_io import atomic_write_json, clean_stale_temp, commit, new_staging_dir
 from nnunet_sam_adapter.data.brats import (  # noqa: F401  (re-exported: the layout used to live here)
     BRATS_SUFFIXES, CHANNEL_NAMES, CHANNELS, FILE_ENDING, REFERENCE, REGION_LABELS, CaseFiles, case_of_output,
-    find_cases, nnunet_image_name)
+    find_cases, nnunet_image_name, reference_modality)
 from nnunet_sam_adapter.data.images import InputError, describe_differences, geometry_differences, read_image
 
 ConversionError = InputError  # the name callers of this module know
@@ -49,6 +49,9 @@ SKIPPED_FILE = "skipped_cases.json"
 OWNER_FILE = ".nnunet_sam_adapter.json"  # marks an output folder this tool created
 # --register never: a modality resampled onto T2's grid must keep at least this fraction of its head
 MIN_HEAD_KEPT = 0.5
+# A missing modality (register --allow-missing) is written as this constant on the reference grid: nnU-Net's
+# z-score normalisation turns any constant channel into 0, what modality dropout trains with.
+MISSING_RAW_VALUE = 0.0
 
 
 # ---------------------------------------------------------------- one case
@@ -159,19 +162,27 @@ def _stage(image: sitk.Image | None, source: Path, staged: Path) -> None:
 def _stage_case(job: CaseJob, staging: Path) -> tuple[dict, dict]:
     """Read, validate, align and write one case into ``staging``: ({staged: final}, per-modality reports)."""
     case = job.case
-    images = {m: read_image(case.case_id, case.images[m], m) for m in CHANNELS}
-    t2 = images[REFERENCE]
+    images = {m: read_image(case.case_id, case.images[m], m) for m in CHANNELS if m in case.images}
+    reference = reference_modality(case)  # T2 unless it is missing (register --allow-missing)
+    t2 = images[reference]
     label_image = None
     if job.label_output is not None:
         seg = read_image(case.case_id, case.seg, "seg", label_map=True)
         label_image = convert_labels(case, seg, t2, job.labels)
     moves, modality_reports = {}, {}
     for modality in CHANNELS:
-        if modality == REFERENCE:
+        staged = staging / job.image_outputs[modality].name
+        if modality not in images:
+            missing = sitk.Image(t2.GetSize(), sitk.sitkFloat32) + MISSING_RAW_VALUE
+            missing.CopyInformation(t2)
+            sitk.WriteImage(missing, str(staged), useCompression=True)
+            moves[staged] = job.image_outputs[modality]
+            modality_reports[modality] = {"missing": True, "filled_with": MISSING_RAW_VALUE, "grid": reference}
+            continue
+        if modality == reference:
             aligned, report = None, {"registered": False, "reason": "reference"}
         else:
             aligned, report = align_modality(case, modality, images[modality], t2, job.register)
-        staged = staging / job.image_outputs[modality].name
         _stage(aligned, case.images[modality], staged)
         moves[staged] = job.image_outputs[modality]
         modality_reports[modality] = report
@@ -191,7 +202,8 @@ def process_case(job: CaseJob) -> dict:
     try:
         moves, modality_reports = _stage_case(job, staging)
         report = {
-            "case": case.case_id, "naming": case.naming, "reference": REFERENCE,
+            "case": case.case_id, "naming": case.naming, "reference": reference_modality(case),
+            "missing_modalities": [m for m in CHANNELS if m not in case.images],
             "inputs": _fingerprint(case), "settings": job.settings,
             "outputs": {str(final): os.path.getsize(staged) for staged, final in moves.items()},
             "modalities": modality_reports, "seconds": time.perf_counter() - start,
@@ -241,7 +253,7 @@ def _convert_case_reporting_errors(job: CaseJob) -> dict:
     except InputError as error:
         return {"case": job.case.case_id, "error": (error.case, error.file, error.problem)}
     except Exception as error:  # e.g. an ITK failure while writing: report it against the case
-        return {"case": job.case.case_id, "error": (job.case.case_id, job.case.images[REFERENCE].parent,
+        return {"case": job.case.case_id, "error": (job.case.case_id, next(iter(job.case.images.values())).parent,
                                                      f"{type(error).__name__}: {error}")}
 
 
@@ -363,7 +375,8 @@ def _unclaim_if_empty(out: Path) -> None:
 
 
 def _run_cases(in_dir: Path, out: Path, make_job, *, command: str, desc: str, allow_nnunet_naming: bool,
-               num_processes: int, skip_bad: bool, no_cases_hint: str, before_writing=None) -> tuple[RunSummary, list]:
+               num_processes: int, skip_bad: bool, no_cases_hint: str, before_writing=None,
+               allow_missing: bool = False) -> tuple[RunSummary, list]:
     """Discover the cases in ``in_dir``, claim ``out``, make one CaseJob per case (``make_job(case,
     staging_root)``), let ``before_writing(jobs, pending)`` check/prepare, run the pending jobs, list the
     skipped cases. Returns (summary, jobs)."""
@@ -371,7 +384,7 @@ def _run_cases(in_dir: Path, out: Path, make_job, *, command: str, desc: str, al
         raise InputError("-", in_dir, "input folder not found: expected a folder of cases")
     if out == in_dir or in_dir in out.parents or out in in_dir.parents:
         raise InputError("-", out, f"output overlaps the input folder {in_dir}: expected separate folders")
-    cases, problems = find_cases(in_dir, allow_nnunet_naming=allow_nnunet_naming)
+    cases, problems = find_cases(in_dir, allow_nnunet_naming=allow_nnunet_naming, allow_missing=allow_missing)
     if not cases and not problems:
         raise InputError("-", in_dir, f"no cases found: expected {no_cases_hint}")
     if problems and not skip_bad:
@@ -520,14 +533,16 @@ def convert_brats(brats_dir, dataset_id: int, dataset_name: str = "BraTS", label
 # ---------------------------------------------------------------- new cases -> registered nnU-Net inputs
 
 def register_cases(in_dir, out_dir, register: str = "auto", num_processes: int = 4,
-                   skip_bad: bool = False) -> RunSummary:
+                   skip_bad: bool = False, allow_missing: bool = False) -> RunSummary:
     """Register new cases (BraTS case folders or flat nnU-Net ``CASE_0000..0003`` files) to their T2 and
     write them flat in nnU-Net naming into ``out_dir``, ready for ``nnUNetv2_predict``. Segs are ignored;
-    reports go to ``out_dir/registration_reports``."""
+    reports go to ``out_dir/registration_reports``. ``allow_missing``: a case needs only one modality; each
+    missing one is written as MISSING_RAW_VALUE on the reference grid (T2's, or with T2 missing the first
+    present of FLAIR, T1ce, T1) and listed under "missing_modalities" in the case's report."""
     if register not in REGISTER_MODES:
         raise ValueError(f"register must be one of {REGISTER_MODES}, got {register!r}")
     in_dir, out_dir = Path(in_dir).resolve(), Path(out_dir).resolve()
-    settings = _settings(register, None)
+    settings = {**_settings(register, None), **({"allow_missing": True} if allow_missing else {})}
 
     def make_job(case: CaseFiles, staging_root: Path) -> CaseJob:
         case.seg = None
@@ -537,5 +552,5 @@ def register_cases(in_dir, out_dir, register: str = "auto", num_processes: int =
 
     summary, _ = _run_cases(in_dir, out_dir, make_job, command="nnUNetv2_sam_register", desc="registering", allow_nnunet_naming=True,
                             num_processes=num_processes, skip_bad=skip_bad,
-                            no_cases_hint="BraTS case folders or CASE_0000..0003.nii.gz")
+                            no_cases_hint="BraTS case folders or CASE_0000..0003.nii.gz", allow_missing=allow_missing)
     return summary
