@@ -65,6 +65,11 @@ def build_parser() -> argparse.ArgumentParser:
                              "nnU-Net's determine_postprocessing on its validation predictions)")
     parser.add_argument("--overlay-cases", type=int, default=3, help="cases in overlays.png (default 3; 0: none)")
     parser.add_argument("-np", type=int, default=1, help="processes for the evaluation (default 1)")
+    parser.add_argument("--missing-modalities", action="store_true",
+                        help="also predict each method's validation cases on all 15 non-empty subsets of T1/T1ce/T2/"
+                             "FLAIR (absent ones set as at inference) -> OUT/missing_modalities/missing_modalities."
+                             "md/.csv/.png (methods trained with modality dropout: ours_missing, "
+                             "early_fusion_missing, nnunet_2d_missing)")
     modes = parser.add_mutually_exclusive_group()
     modes.add_argument("--status", action="store_true", help="one line per (method, fold): pending / running / "
                                                               "finished / failed, log path, error; runs nothing")
@@ -110,8 +115,9 @@ def main(argv: list[str] | None = None) -> None:
         parser.error("--folds all cannot be combined with fold numbers")
 
     from nnunet_sam_adapter.benchmark.layout import BenchmarkError
+    from nnunet_sam_adapter.evaluation.missing_modalities import MissingModalityError
 
-    with one_line_errors(PROG, extra=(BenchmarkError,)):
+    with one_line_errors(PROG, extra=(BenchmarkError, MissingModalityError)):
         sys.exit(_run(args, methods, parser))
 
 
@@ -146,12 +152,37 @@ def _run(args, methods, parser) -> int:
     print("Written:", *tables.values(), *results.get("figures", {}).values(), sep="\n  ")
     for key, why in results.get("missing", {}).items():
         print(f"Missing: {key}: {why}")
+    if args.missing_modalities:
+        _missing_modalities(args, methods, fold, results)
     if results["failed"]:
         lines = "; ".join(f"{name}: {why}" for name, why in results["failed"].items())
         print(f"{PROG}: error: {len(results['failed'])} run(s) failed ({lines}); the tables hold the others",
               file=sys.stderr)
         return 1
     return 0
+
+
+def _missing_modalities(args, methods, fold: int, results: dict) -> None:
+    """The 15-subset table (evaluation/missing_modalities.py) for the methods trained on every fold."""
+    from nnunet_sam_adapter.benchmark.layout import nnunet_dirs
+    from nnunet_sam_adapter.benchmark.pipeline import output_layout
+    from nnunet_sam_adapter.evaluation.missing_modalities import evaluate_missing_modalities
+    from nnunet_sam_adapter.methods import METHODS
+
+    folds = results.get("folds") or [fold]
+    _, _, results_dir = nnunet_dirs(args.d)
+    trained = [m for m in methods if all((results_dir / METHODS[m].folder_name / f"fold_{f}" / "checkpoint_final.pth")
+                                         .is_file() for f in folds)]
+    for method in sorted(set(methods) - set(trained)):
+        print(f"Missing modalities: {method} skipped (not trained on fold(s) {', '.join(map(str, folds))})")
+    if not trained:
+        return
+    out = output_layout(results_dir, args.o, None if args.folds is None else folds, fold).root / "missing_modalities"
+    table = evaluate_missing_modalities(args.d, trained, folds=folds, output_dir=out, mirroring=not args.no_mirroring,
+                                        device=args.device, num_processes=args.np)
+    with open(table["files"]["missing_modalities.md"]) as f:
+        print(f.read())
+    print("Written:", *table["files"].values(), sep="\n  ")
 
 
 if __name__ == "__main__":

@@ -1,0 +1,128 @@
+"""Missing modalities end to end (issue 11), through the real commands on a tiny backbone:
+
+convert + plan + nnUNetv2_train SAMCrossModalMissingModalityTrainer_debug -> nnUNetv2_sam_register
+--allow-missing on cases with only T2 + FLAIR (and without T2) -> nnUNetv2_predict; the 15-subset
+evaluation, whose full-set row is the normal validation result.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import SimpleITK as sitk
+
+from nnunet_sam_adapter.data.synthetic import write_brats_dataset
+from console import nnunet_env_in, run
+from sam_checkpoint_factory import write_tiny_sam_checkpoint
+
+pytestmark = pytest.mark.slow
+
+DATASET_ID = "903"
+PHANTOM = {"shape_zyx": (12, 64, 64), "misalign": False}
+TRAINER = "SAMCrossModalMissingModalityTrainer_debug"
+PLANS = ["-p", "nnUNetSAMPlans"]
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    root = tmp_path_factory.mktemp("missing")
+    env = nnunet_env_in(root)
+    write_brats_dataset(root / "brats", n_cases=5, seed=3, **PHANTOM)
+    checkpoint = write_tiny_sam_checkpoint(root / "weights" / "tiny_sam.pth", randomize=False)
+    run(["nnUNetv2_sam_convert_brats", "-i", root / "brats", "-d", DATASET_ID, "-n", "SynMissing",
+         "--register", "never", "-np", "1"], env)
+    run(["nnUNetv2_sam_plan_and_preprocess", "-d", DATASET_ID, "--backbone", "tiny", "--checkpoint", checkpoint,
+         "--input-size", "64", "--batch-size", "2", "--adapter-depth", "2", "-np", "1"], env)
+    # --npz: nnU-Net keeps the validation softmax, so the full-set row can be compared beyond the labels
+    run(["nnUNetv2_train", DATASET_ID, "2d", "0", "-tr", TRAINER, *PLANS, "-device", "cpu", "--npz"], env)
+    return {"root": root, "env": env}
+
+
+def _new_cases_without(trained, name: str, removed: tuple[str, ...]) -> tuple[Path, list[str]]:
+    folder = trained["root"] / name
+    cases = write_brats_dataset(folder, n_cases=1, seed=700, **PHANTOM)
+    for case in cases:
+        for modality in removed:
+            (folder / case / f"{case}_{modality}.nii.gz").unlink()
+    return folder, cases
+
+
+def test_register_allow_missing_then_predict_t2_flair_only(trained):
+    root, env = trained["root"], trained["env"]
+    new, cases = _new_cases_without(trained, "t2_flair_only", ("t1", "t1ce"))
+
+    refused = subprocess.run(["nnUNetv2_sam_register", "-i", str(new), "-o", str(root / "refused")], env=env,
+                             capture_output=True, text=True)
+    assert refused.returncode != 0
+    assert "missing modality t1" in refused.stderr + refused.stdout
+    assert "Traceback" not in refused.stderr
+
+    run(["nnUNetv2_sam_register", "-i", new, "-o", root / "registered", "--allow-missing", "-np", "1"], env)
+    case = cases[0]
+    t2 = sitk.ReadImage(str(new / case / f"{case}_t2.nii.gz"))
+    for channel in (0, 1):  # T1, T1ce: zeros on T2's grid
+        image = sitk.ReadImage(str(root / "registered" / f"{case}_{channel:04d}.nii.gz"))
+        assert image.GetSize() == t2.GetSize() and np.allclose(image.GetOrigin(), t2.GetOrigin())
+        assert not sitk.GetArrayFromImage(image).any()
+    report = json.loads((root / "registered" / "registration_reports" / f"{case}.json").read_text())
+    assert report["missing_modalities"] == ["t1", "t1ce"] and report["reference"] == "t2"
+
+    run(["nnUNetv2_predict", "-i", root / "registered", "-o", root / "pred", "-d", DATASET_ID, "-c", "2d",
+         "-tr", TRAINER, *PLANS, "-f", "0", "-device", "cpu", "-npp", "1", "-nps", "1"], env)
+    prediction = sitk.ReadImage(str(root / "pred" / f"{case}.nii.gz"))
+    assert prediction.GetSize() == t2.GetSize()
+    assert set(np.unique(sitk.GetArrayFromImage(prediction))) <= {0, 1}
+
+
+def test_register_allow_missing_without_t2_uses_the_flair_grid(trained):
+    root, env = trained["root"], trained["env"]
+    new, cases = _new_cases_without(trained, "no_t2", ("t2", "t1"))
+    case = cases[0]
+    flair = new / case / f"{case}_flair.nii.gz"
+    run(["nnUNetv2_sam_register", "-i", new, "-o", root / "registered_no_t2", "--allow-missing", "-np", "1"], env)
+    report = json.loads((root / "registered_no_t2" / "registration_reports" / f"{case}.json").read_text())
+    assert report["reference"] == "flair" and report["missing_modalities"] == ["t1", "t2"]
+    # FLAIR is the reference: copied unchanged; T2 written as zeros on its grid
+    assert (root / "registered_no_t2" / f"{case}_0003.nii.gz").read_bytes() == flair.read_bytes()
+    t2 = sitk.ReadImage(str(root / "registered_no_t2" / f"{case}_0002.nii.gz"))
+    assert t2.GetSize() == sitk.ReadImage(str(flair)).GetSize() and not sitk.GetArrayFromImage(t2).any()
+
+
+def test_15_subsets_full_set_equals_the_normal_validation(trained):
+    root, env = trained["root"], trained["env"]
+    out = root / "mm_eval"
+    # The trainer validated with test-time mirroring (nnUNetv2_train's default): the evaluation must too.
+    code = ("from dataclasses import replace; from nnunet_sam_adapter.methods import METHODS; "
+            "from nnunet_sam_adapter.evaluation.missing_modalities import evaluate_missing_modalities as e; "
+            f"m = replace(METHODS['ours_missing'], trainer=METHODS['ours_missing'].trainer + '_debug'); "
+            f"e({DATASET_ID}, [m], folds=(0,), output_dir={str(out)!r}, mirroring=True, save_probabilities=True)")
+    run([sys.executable, "-c", code], env)
+    with open(out / "missing_modalities.csv") as f:
+        rows = [r for r in csv.DictReader(f) if r["method"] == "ours_missing"]
+    subsets = [r["subset"] for r in rows if r["subset"] != "mean"]
+    assert len(subsets) == 15 == len(set(subsets))
+    assert {r["subset"] for r in rows} - set(subsets) == {"mean"}
+    assert "●" in (out / "missing_modalities.md").read_text() and (out / "missing_modalities.png").stat().st_size
+
+    fold = next(Path(env["nnUNet_results"]).glob(f"Dataset903_SynMissing/{TRAINER}__*/fold_0"))
+    predictions = out / "predictions" / "ours_missing"
+    validations = sorted((fold / "validation").glob("*.nii.gz"))
+    assert validations
+    for validation in validations:
+        ours = sitk.GetArrayFromImage(sitk.ReadImage(str(predictions / "T1+T1ce+T2+FLAIR" / validation.name)))
+        assert np.array_equal(ours, sitk.GetArrayFromImage(sitk.ReadImage(str(validation))))
+        # the softmax too: same data, weights and tiling; a subset is a different input
+        npz = validation.name.replace(".nii.gz", ".npz")
+        normal = np.load(fold / "validation" / npz)["probabilities"]
+        assert np.allclose(np.load(predictions / "T1+T1ce+T2+FLAIR" / npz)["probabilities"], normal, atol=1e-5)
+        assert not np.allclose(np.load(predictions / "T2+FLAIR" / npz)["probabilities"], normal, atol=1e-3)
+    normal = json.loads((fold / "validation" / "summary.json").read_text())
+    full_row = next(r for r in rows if r["subset"] == "T1+T1ce+T2+FLAIR")
+    assert float(full_row["dice_pct_volume"]) == pytest.approx(100 * normal["foreground_mean"]["Dice"], abs=0.01)
