@@ -134,7 +134,7 @@ def _run_inline(specs: list[RunSpec]) -> dict:
 
 def _run_local(specs: list[RunSpec], options: ExecutorOptions, layout: OutputLayout) -> dict:
     """Waves of at most max_parallel processes (submitit's LocalExecutor has no array throttle)."""
-    executor = submitit.LocalExecutor(folder=layout.jobs_dir / "local" / "%j")
+    executor = submitit.LocalExecutor(folder=layout.jobs_dir / "local")
     executor.update_parameters(timeout_min=time_minutes(options.slurm_time))
     errors, running, queue = {}, [], list(specs)
     all_jobs = []
