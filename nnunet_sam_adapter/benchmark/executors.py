@@ -137,15 +137,23 @@ def _run_local(specs: list[RunSpec], options: ExecutorOptions, layout: OutputLay
     executor = submitit.LocalExecutor(folder=layout.jobs_dir / "local")
     executor.update_parameters(timeout_min=time_minutes(options.slurm_time))
     errors, running, queue = {}, [], list(specs)
-    all_jobs = []
-    with tqdm(total=len(specs), desc="runs", unit="run") as bar:
+    try:
+        _local_waves(executor, queue, running, errors, options.max_parallel, layout)
+    except BaseException:  # interrupted: the local processes must not outlive this command
+        for _, job in running:
+            job.cancel(check=False)
+        raise
+    return errors
+
+
+def _local_waves(executor, queue: list, running: list, errors: dict, max_parallel: int, layout: OutputLayout) -> None:
+    with tqdm(total=len(queue), desc="runs", unit="run") as bar:
         while queue or running:
-            while queue and len(running) < options.max_parallel:
+            while queue and len(running) < max_parallel:
                 spec = queue.pop(0)
                 job = executor.submit(RunJob(), spec)
                 _record_jobs(layout, "local", [spec], [job])
                 running.append((spec, job))
-                all_jobs.append(job)
             done = [(s, j) for s, j in running if j.done()]
             for spec, job in done:
                 try:
@@ -156,7 +164,6 @@ def _run_local(specs: list[RunSpec], options: ExecutorOptions, layout: OutputLay
                 bar.update(1)
             if not done:
                 time.sleep(1)
-    return errors
 
 
 def _run_slurm(specs: list[RunSpec], options: ExecutorOptions, layout: OutputLayout) -> dict:
