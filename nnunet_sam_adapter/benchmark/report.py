@@ -8,6 +8,8 @@ be written is written: one that fails is named in `results['report_errors']` and
 from __future__ import annotations
 
 import json
+import os
+import socket
 from pathlib import Path
 
 from tqdm import tqdm
@@ -30,8 +32,18 @@ def missing_reason(state: dict) -> str:
     if state["state"] == "failed":
         return f"failed: {state.get('error', '?')} (log: {state.get('log', '?')})"
     if state["state"] == "running":
+        if state.get("host") == socket.gethostname() and not pid_alive(state.get("pid")):
+            return f"failed: its process ended without a result (log: {state.get('log', '?')})"
         return f"still running (job {state.get('job_id') or state.get('pid')})"
     return state["state"]
+
+
+def pid_alive(pid) -> bool:
+    try:
+        os.kill(int(pid), 0)
+    except (OSError, TypeError, ValueError):
+        return False
+    return True
 
 
 def collect_runs(layout: OutputLayout, methods, folds) -> tuple[dict, dict]:

@@ -8,11 +8,10 @@ without a record (killed, out of memory, time limit without requeue) is failed, 
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 from nnunet_sam_adapter.benchmark.layout import OutputLayout, load_json, nnunet_dirs
-from nnunet_sam_adapter.benchmark.report import run_state
+from nnunet_sam_adapter.benchmark.report import pid_alive, run_state
 
 ENDED = ("COMPLETED", "FAILED", "CANCELLED", "TIMEOUT", "NODE_FAIL", "OUT_OF_MEMORY", "PREEMPTED", "BOOT_FAIL",
          "DEADLINE")
@@ -28,14 +27,6 @@ def _job_state(entry: dict) -> str:
         except Exception:  # noqa: BLE001 - sacct unavailable: no extra information
             return "UNKNOWN"
     return "UNKNOWN"
-
-
-def _pid_alive(pid) -> bool:
-    try:
-        os.kill(int(pid), 0)
-    except (OSError, TypeError, ValueError):
-        return False
-    return True
 
 
 def _last_line(path: str | None) -> str:
@@ -57,7 +48,7 @@ def run_status(layout: OutputLayout, method: str, fold: int, submitted: dict) ->
         return out
     job = _job_state(entry) if entry else "UNKNOWN"
     if out["state"] == "running":
-        local_dead = (entry or {}).get("executor") != "slurm" and not _pid_alive(state.get("pid"))
+        local_dead = (entry or {}).get("executor") != "slurm" and not pid_alive(state.get("pid"))
         if job in ENDED or (job == "UNKNOWN" and local_dead):
             out.update(state="failed", error=f"job ended ({job if job != 'UNKNOWN' else 'process gone'}) without "
                                              f"a result; {_last_line(entry and entry.get('stderr'))}")
