@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 
+from nnunet_sam_adapter.cli.errors import one_line_errors
 from nnunet_sam_adapter.model.backbones import BACKBONE_NAMES
 from nnunet_sam_adapter.speed.report import render_saved_report
 from nnunet_sam_adapter.speed.runner import run_speed_benchmark
@@ -36,18 +37,19 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--from-json", default=None, metavar="SPEED_JSON",
                         help="do not measure: re-render the tables (and --docs) from a saved speed.json")
     args = parser.parse_args(argv)
-    settings = SpeedSettings(
-        backbone=args.backbone, input_size=args.input_size, batch_size=args.batch_size,
-        adapter_depth=args.adapter_depth, warmup_steps=args.warmup_steps, train_steps=args.train_steps,
-        infer_steps=args.infer_steps, device=args.device, include_compile=args.include_compile,
-        variant_timeout_s=args.variant_timeout, threads=args.threads,
-        only=tuple(args.only) if args.only else None)
-    if args.from_json:
-        render_saved_report(args.from_json, args.output, args.docs)
-    else:
-        run_speed_benchmark(settings, args.output, args.docs)
-    print(open(f"{args.output}/speed.md").read())
-    print(f"written: {args.output}/speed.json, {args.output}/speed.md" + (f", {args.docs}" if args.docs else ""))
+    with one_line_errors(parser.prog, extra=(ValueError,)):  # SpeedSettings refuses bad values with ValueError
+        settings = SpeedSettings(
+            backbone=args.backbone, input_size=args.input_size, batch_size=args.batch_size,
+            adapter_depth=args.adapter_depth, warmup_steps=args.warmup_steps, train_steps=args.train_steps,
+            infer_steps=args.infer_steps, device=args.device, include_compile=args.include_compile,
+            variant_timeout_s=args.variant_timeout, threads=args.threads,
+            only=tuple(args.only) if args.only else None)
+        if args.from_json:
+            render_saved_report(args.from_json, args.output, args.docs)
+        else:
+            run_speed_benchmark(settings, args.output, args.docs)
+        print(open(f"{args.output}/speed.md").read())
+        print(f"written: {args.output}/speed.json, {args.output}/speed.md" + (f", {args.docs}" if args.docs else ""))
 
 
 if __name__ == "__main__":
