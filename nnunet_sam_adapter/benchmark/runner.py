@@ -328,6 +328,7 @@ def run_method_fold(spec: RunSpec) -> dict:
         raise BenchmarkError(f"unknown method {spec.method}; expected one of {', '.join(METHODS)}")
     layout = spec.layout
     log_file = layout.log_file(spec.method, spec.fold)
+    log_file.parent.mkdir(parents=True, exist_ok=True)  # before anything can fail: the failure is logged there
     layout.run_record(spec.method, spec.fold).unlink(missing_ok=True)  # a record means finished: this run's
     write_state(spec, "running")
     try:
