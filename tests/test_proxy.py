@@ -65,6 +65,20 @@ def test_make_proxy_command_rejects_a_folder_without_cases(tmp_path):
     assert str(tmp_path / "empty") in result.stderr
 
 
+def test_make_proxy_command_refuses_a_truncated_download(tmp_path):
+    write_brats_dataset(tmp_path / "brats", n_cases=2, seed=1, shape_zyx=(16, 48, 48), misalign=False)
+    flair = sorted((tmp_path / "brats").glob("*/*_flair.nii.gz"))[0]
+    flair.write_bytes(flair.read_bytes()[: int(flair.stat().st_size * 0.6)])
+    before = _tree_bytes(tmp_path / "brats")
+    result = subprocess.run([sys.executable, "-m", "nnunet_sam_adapter.cli.make_proxy", "-i", str(tmp_path / "brats"),
+                             "-d", "779"], capture_output=True, text=True,
+                            env={"PATH": "", "nnUNet_raw": str(tmp_path / "raw")})
+    assert result.returncode != 0
+    assert "Traceback" not in result.stderr and "truncated or corrupt" in result.stderr and str(flair) in result.stderr
+    assert _tree_bytes(tmp_path / "brats") == before
+    assert not list((tmp_path / "raw").glob("Dataset779_*/imagesTr/*.nii.gz"))
+
+
 def test_proxy_of_the_real_cases_plans_a_64_by_48_patch(tmp_path):
     """The shared real cases at 3 mm: 80x80x~52 volumes (skips without the real data)."""
     folder = real_folder("btsgp_brats2021")

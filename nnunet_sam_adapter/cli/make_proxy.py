@@ -3,7 +3,6 @@ CPU proxy of the real-data benchmark."""
 from __future__ import annotations
 
 import argparse
-import sys
 
 
 def main(argv=None) -> None:
@@ -22,16 +21,11 @@ def main(argv=None) -> None:
     parser.add_argument("-np", type=int, default=2, help="processes for the conversion (default 2)")
     args = parser.parse_args(argv)
 
+    from nnunet_sam_adapter.cli.errors import one_line_errors
     from nnunet_sam_adapter.data.proxy import make_proxy_dataset
 
-    try:
+    with one_line_errors(parser.prog):
         summary = make_proxy_dataset(args.inputs, args.dataset_id, args.name, args.spacing, args.labels, args.np)
-    except OSError as error:
-        sys.exit(f"{parser.prog}: error: cannot access {error.filename or ''}: {error.strerror or error}")
-    except ValueError as error:
-        if not type(error).__module__.startswith("nnunet_sam_adapter."):
-            raise
-        sys.exit(f"{parser.prog}: error: {error}")
     print(f"{len(summary.converted)} case(s) converted, {len(summary.up_to_date)} up to date, "
           f"{len(summary.skipped)} skipped -> {summary.output_dir}")
 

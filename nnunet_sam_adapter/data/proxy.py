@@ -19,12 +19,13 @@ import SimpleITK as sitk
 from tqdm import tqdm
 
 from nnunet_sam_adapter.data.atomic_io import atomic_output
+from nnunet_sam_adapter.data.images import read_image
 
 PROXY_SPACING_MM = 3.0
 
 
 class ProxyInputError(ValueError):
-    """An input folder that holds no BraTS case folder, or a file SimpleITK cannot read."""
+    """An input folder that holds no BraTS case folder, or case folder names that repeat."""
 
 
 def resample_isotropic(image: sitk.Image, spacing_mm: float, is_label: bool) -> sitk.Image:
@@ -70,11 +71,9 @@ def resample_case_folder(case_dir: Path, out_dir: Path, spacing_mm: float) -> No
     for path in sorted(case_dir.glob("*.nii*")):
         if path.name.startswith("."):
             continue
-        try:
-            image = sitk.ReadImage(str(path))
-        except RuntimeError as error:
-            raise ProxyInputError(f"case {case_dir.name}: cannot read {path} as an image "
-                                  f"({str(error).strip().splitlines()[-1]})") from error
+        # Read completely or refuse (a truncated download would otherwise become a valid-looking proxy).
+        image = read_image(case_dir.name, path, "segmentation" if _is_label_file(path) else "image",
+                           label_map=_is_label_file(path))
         resampled = resample_isotropic(image, spacing_mm, _is_label_file(path))
         with atomic_output(target / path.name) as temp:
             sitk.WriteImage(resampled, str(temp.with_name(temp.name + ".nii.gz")), useCompression=True)
