@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import os
 import subprocess
 from pathlib import Path
@@ -26,3 +27,9 @@ def run(command: list, env: dict) -> str:
     output = result.stdout + result.stderr
     assert result.returncode == 0, f"{command[0]} failed ({result.returncode}):\n{output[-4000:]}"
     return output
+
+
+def read_csv(path) -> list[dict]:
+    """Rows of a CSV file written by the package (header = keys)."""
+    with open(path) as f:
+        return list(csv.DictReader(f))

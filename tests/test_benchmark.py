@@ -4,7 +4,6 @@ finished method instead of retraining it."""
 
 from __future__ import annotations
 
-import csv
 import json
 import subprocess
 from pathlib import Path
@@ -12,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from nnunet_sam_adapter.data.synthetic import write_brats_dataset
-from console import nnunet_env_in, run
+from console import nnunet_env_in, read_csv, run
 from sam_checkpoint_factory import write_tiny_sam_checkpoint
 
 pytestmark = pytest.mark.slow
@@ -20,11 +19,6 @@ pytestmark = pytest.mark.slow
 DATASET_ID = "903"
 METHODS = ["ours", "early_fusion", "nnunet_2d"]
 BUDGET = ["--epochs", "2", "--iterations", "3"]
-
-
-def read_csv(path: Path) -> list[dict]:
-    with open(path) as f:
-        return list(csv.DictReader(f))
 
 
 @pytest.fixture(scope="module")

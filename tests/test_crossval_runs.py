@@ -5,7 +5,6 @@ resumes from nnU-Net's checkpoint_latest.pth and finishes."""
 
 from __future__ import annotations
 
-import csv
 import json
 import subprocess
 import time
@@ -14,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from nnunet_sam_adapter.data.synthetic import write_brats_dataset
-from console import nnunet_env_in, run
+from console import nnunet_env_in, read_csv, run
 from sam_checkpoint_factory import write_tiny_sam_checkpoint
 from slurm_cluster import wait_for_state
 
@@ -23,11 +22,6 @@ pytestmark = pytest.mark.slow
 DATASET_ID = "904"
 METHODS = ["ours", "nnunet_2d"]
 TINY = ["-device", "cpu", "--no-mirroring", "--overlay-cases", "1"]
-
-
-def read_csv(path: Path) -> list[dict]:
-    with open(path) as f:
-        return list(csv.DictReader(f))
 
 
 @pytest.fixture(scope="module")
