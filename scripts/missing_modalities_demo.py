@@ -63,6 +63,8 @@ def main(argv=None) -> None:
     parser.add_argument("--iterations", type=int, default=DemoSettings.iterations)
     parser.add_argument("--methods", nargs="+", default=["ours", "ours_missing"])
     parser.add_argument("--backbone", default=DemoSettings.backbone, choices=("litemedsam", "tiny"))
+    parser.add_argument("--subsets", nargs="+", default=None, metavar="SUBSET",
+                        help="evaluate only these subsets, e.g. T1+T1ce+T2+FLAIR T1+T2+FLAIR (default: all 15)")
     parser.add_argument("--train-only", action="store_true")
     args = parser.parse_args(argv)
 
@@ -99,11 +101,16 @@ def main(argv=None) -> None:
         print(f"{method}: {seconds[f'train {method}']}", flush=True)
     if args.train_only:
         return
-    from nnunet_sam_adapter.evaluation.missing_modalities import evaluate_missing_modalities
+    from nnunet_sam_adapter.evaluation.missing_modalities import SUBSETS, evaluate_missing_modalities, subset_name
+
+    subsets = SUBSETS if not args.subsets else [s for s in SUBSETS if subset_name(s) in args.subsets]
+    if args.subsets and len(subsets) != len(args.subsets):
+        parser.error(f"--subsets: expected names like {', '.join(subset_name(s) for s in SUBSETS[-3:])}")
 
     start = time.perf_counter()
     result = evaluate_missing_modalities(settings.dataset_id, args.methods, folds=(0,),
-                                         output_dir=work / "missing_modalities", mirroring=False)
+                                         output_dir=work / "missing_modalities", mirroring=False,
+                                         subsets=subsets)
     seconds["15-subset evaluation"] = round(time.perf_counter() - start, 1)
     print(Path(result["files"]["missing_modalities.md"]).read_text())
     print("Seconds:", json.dumps(seconds))

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import csv
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -26,7 +27,19 @@ pytestmark = pytest.mark.slow
 
 DATASET_ID = "903"
 PHANTOM = {"shape_zyx": (12, 64, 64), "misalign": False}
-TRAINER = "SAMCrossModalMissingModalityTrainer_debug"
+# The debug budget without test-time mirroring (as nnU-Net's nnUNetTrainerNoMirroring): 4x fewer forward
+# passes in the 16 predictions of each validation case.
+TRAINER = "SAMCrossModalMissingModalityTrainer_debugNoMirroring"
+TRAINER_MODULE = """
+from nnunet_sam_adapter.trainers.missing_modality_trainers import SAMCrossModalMissingModalityTrainer_debug
+
+
+class SAMCrossModalMissingModalityTrainer_debugNoMirroring(SAMCrossModalMissingModalityTrainer_debug):
+    def configure_rotation_dummyDA_mirroring_and_inital_patch_size(self):
+        rotation, dummy_2d, initial_patch_size, _ = super().configure_rotation_dummyDA_mirroring_and_inital_patch_size()
+        self.inference_allowed_mirroring_axes = None
+        return rotation, dummy_2d, initial_patch_size, None
+"""
 PLANS = ["-p", "nnUNetSAMPlans"]
 
 
@@ -40,6 +53,9 @@ def trained(tmp_path_factory):
          "--register", "never", "-np", "1"], env)
     run(["nnUNetv2_sam_plan_and_preprocess", "-d", DATASET_ID, "--backbone", "tiny", "--checkpoint", checkpoint,
          "--input-size", "64", "--batch-size", "2", "--adapter-depth", "2", "-np", "1"], env)
+    (root / "trainers").mkdir()
+    (root / "trainers" / "no_mirroring_trainers.py").write_text(TRAINER_MODULE)
+    env["nnUNet_extTrainer"] += os.pathsep + str(root / "trainers")
     # --npz: nnU-Net keeps the validation softmax, so the full-set row can be compared beyond the labels
     run(["nnUNetv2_train", DATASET_ID, "2d", "0", "-tr", TRAINER, *PLANS, "-device", "cpu", "--npz"], env)
     return {"root": root, "env": env}
@@ -98,10 +114,10 @@ def test_register_allow_missing_without_t2_uses_the_flair_grid(trained):
 def test_15_subsets_full_set_equals_the_normal_validation(trained):
     root, env = trained["root"], trained["env"]
     out = root / "mm_eval"
-    # The trainer validated with test-time mirroring (nnUNetv2_train's default): the evaluation must too.
+    # mirroring=True as nnUNetv2_train's validation; the trainer allows no mirroring axes, so neither mirrors
     code = ("from dataclasses import replace; from nnunet_sam_adapter.methods import METHODS; "
             "from nnunet_sam_adapter.evaluation.missing_modalities import evaluate_missing_modalities as e; "
-            f"m = replace(METHODS['ours_missing'], trainer=METHODS['ours_missing'].trainer + '_debug'); "
+            f"m = replace(METHODS['ours_missing'], trainer='trainers.{TRAINER}'); "
             f"e({DATASET_ID}, [m], folds=(0,), output_dir={str(out)!r}, mirroring=True, save_probabilities=True)")
     run([sys.executable, "-c", code], env)
     with open(out / "missing_modalities.csv") as f:

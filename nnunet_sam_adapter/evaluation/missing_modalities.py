@@ -239,7 +239,7 @@ def write_markdown(rows, methods, classes, subsets, path: Path, dataset_name: st
                   "|" + "---|" * (len(MODALITIES) + len(methods))]
         for subset in [*(subset_name(s) for s in subsets), "mean"]:
             marks = ["●" if m in subset.split("+") else "○" for m in MODALITIES] if subset != "mean" else \
-                ["**mean**", "", "", ""]
+                [f"**mean of {len(subsets)}**", "", "", ""]
             cells = [f"{_cell(lookup[(m.name, cls, subset)]['dice_pct_volume'])} / "
                      f"{_cell(lookup[(m.name, cls, subset)]['dice_pct_slice'])}" for m in methods]
             lines.append("| " + " | ".join(marks + cells) + " |")
