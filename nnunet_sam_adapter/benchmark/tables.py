@@ -94,7 +94,7 @@ def parameter_rows(results: dict) -> list[dict]:
             for method, p in results["parameters"].items()]
 
 
-def _pm(row: dict, key: str, digits: int = 2) -> str:
+def _mean_pm_std(row: dict, key: str, digits: int = 2) -> str:
     mean, std = row[f"{key}_mean"], row[f"{key}_std"]
     return "-" if mean is None else f"{mean:.{digits}f} ± {std:.{digits}f}"
 
@@ -108,8 +108,8 @@ def metric_table_markdown(rows: list[dict], results: dict, table: int) -> str:
     lines.append("|" + "|".join(["---"] + ["---:"] * (len(head) - 1)) + "|")
     for row in rows:
         cells = [_label(results, row["method"], table), *([row["class"]] if len(classes) > 1 else []),
-                 _pm(row, "dice_pct_slice"), _pm(row, "hd95_mm_slice"), _pm(row, "dice_pct_volume"),
-                 _pm(row, "hd95_mm_volume"), str(row["n_slices"]), str(row["n_cases"]), row["budget"] or "?"]
+                 _mean_pm_std(row, "dice_pct_slice"), _mean_pm_std(row, "hd95_mm_slice"),
+                 _mean_pm_std(row, "dice_pct_volume"), _mean_pm_std(row, "hd95_mm_volume"), str(row["n_slices"]), str(row["n_cases"]), row["budget"] or "?"]
         lines.append("| " + " | ".join(cells) + " |")
     for method, why in missing_rows(results, TABLE1_METHODS if table == 1 else TABLE2_METHODS):
         cells = [_label(results, method, table), *([""] if len(classes) > 1 else []), f"not available: {why}",

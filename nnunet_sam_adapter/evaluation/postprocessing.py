@@ -50,9 +50,11 @@ def determine_postprocessing_on_copy(prediction_dir, reference_dir, plans: Mappi
     from nnunetv2.postprocessing.remove_connected_components import determine_postprocessing
 
     prediction_dir, reference_dir, output_dir = Path(prediction_dir), Path(reference_dir), Path(output_dir)
-    plans = dict(plans) if isinstance(plans, Mapping) else _load(load_json, plans, "plans")
-    dataset_json = dict(dataset_json) if isinstance(dataset_json, Mapping) else _load(load_json, dataset_json,
-                                                                                       "dataset.json")
+    if not isinstance(plans, Mapping):
+        plans = _read_json_or_refuse(load_json, plans, "plans")
+    if not isinstance(dataset_json, Mapping):
+        dataset_json = _read_json_or_refuse(load_json, dataset_json, "dataset.json")
+    plans, dataset_json = dict(plans), dict(dataset_json)
     ending = dataset_json.get("file_ending", ".nii.gz")
     predictions = sorted(p for p in prediction_dir.glob(f"*{ending}") if not p.name.startswith("."))
     if not predictions:
@@ -98,7 +100,7 @@ def postprocess_and_evaluate(prediction_dir, reference_dir, plans, dataset_json,
     return {**choice, "summary": summary}
 
 
-def _load(load_json, path, what: str) -> dict:
+def _read_json_or_refuse(load_json, path, what: str) -> dict:
     try:
         return load_json(str(path))
     except (OSError, ValueError) as error:
