@@ -13,6 +13,7 @@ from pathlib import Path
 
 from nnunet_sam_adapter.benchmark.statistics import holm, paired_comparison
 from nnunet_sam_adapter.evaluation.metrics import summarize
+from nnunet_sam_adapter.evaluation.postprocessing import POSTPROCESSED_SUFFIX
 
 REFERENCE_METHOD = "ours"
 COMPARED_METRICS = (("dice", "volume Dice (%)"), ("hd95", "volume HD95 (mm)"))
@@ -77,18 +78,19 @@ def _per_case(entry: dict, cls: str, metric: str) -> dict[str, float]:
 
 def comparisons(pooled: dict[str, dict], reference: str = REFERENCE_METHOD) -> list[dict]:
     """Reference method vs each other pooled method, per class and metric, paired per case; the
-    Wilcoxon p-values Holm-adjusted over all rows."""
+    Wilcoxon p-values Holm-adjusted over all rows. Postprocessed rows (METHOD_pp) are compared with the
+    reference's postprocessed row, raw rows with its raw row: like with like."""
     if reference not in pooled:
         return []
     rows = []
     for cls in pooled[reference]["summary"]["classes"]:
         for metric, metric_label in COMPARED_METRICS:
-            ours = _per_case(pooled[reference], cls, metric)
             for method, entry in pooled.items():
-                if method == reference:
+                own = reference + POSTPROCESSED_SUFFIX if method.endswith(POSTPROCESSED_SUFFIX) else reference
+                if method in (reference, reference + POSTPROCESSED_SUFFIX) or own not in pooled:
                     continue
-                result = paired_comparison(ours, _per_case(entry, cls, metric))
-                rows.append({"reference": reference, "baseline": method, "class": cls, "metric": metric_label,
+                result = paired_comparison(_per_case(pooled[own], cls, metric), _per_case(entry, cls, metric))
+                rows.append({"reference": own, "baseline": method, "class": cls, "metric": metric_label,
                              **result})
     for row, adjusted in zip(rows, holm([r["p_wilcoxon"] for r in rows])):
         row["p_holm"] = adjusted
