@@ -119,6 +119,14 @@ def test_paired_statistics_match_scipy_and_holm_by_hand(layout):
     assert sorted(r["p_holm"] for r in rows.values()) == pytest.approx([min(1, 2 * p[0]), max(min(1, 2 * p[0]), p[1])])
 
 
+def test_postprocessed_rows_are_compared_like_with_like(layout):
+    finished, _ = collect_runs(layout, ["ours", "nnunet_2d"], [0, 1])
+    pooled = {m: crossval.pool_method({f: finished[f][m] for f in (0, 1)}) for m in ("ours", "nnunet_2d")}
+    pooled = {**pooled, "ours_pp": pooled["ours"], "nnunet_2d_pp": pooled["nnunet_2d"]}
+    pairs = {(r["reference"], r["baseline"]) for r in crossval.comparisons(pooled)}
+    assert pairs == {("ours", "nnunet_2d"), ("ours_pp", "nnunet_2d_pp")}
+
+
 def test_holm_and_edge_cases():
     assert holm([0.01, 0.04, 0.03]) == pytest.approx([0.03, 0.06, 0.06])
     assert holm([0.5, math.nan, 0.01]) == pytest.approx([0.5, math.nan, 0.02], nan_ok=True)
