@@ -173,12 +173,13 @@ def stats_markdown(rows: list[dict]) -> str:
     lines = ["Ours vs each baseline, paired per validation case (volume protocol): mean difference (ours - "
              "baseline) with a percentile bootstrap 95% CI (10,000 resamples of the cases), the Wilcoxon "
              "signed-rank p-value (scipy.stats.wilcoxon, two-sided) and that p-value Holm-adjusted over all "
-             "comparisons below. Dice differences are in percentage points; higher Dice and lower HD95 are better.",
-             "", "| Baseline | Class | Metric | paired cases | ours | baseline | difference [95% CI] | p | p (Holm) |",
-             "|---|---|---|---:|---:|---:|---|---:|---:|"]
+             "comparisons below. Dice differences are in percentage points; higher Dice and lower HD95 are better. "
+             "Rows after nnU-Net's postprocessing (METHOD_pp) are compared with ours after postprocessing.",
+             "", "| Ours | Baseline | Class | Metric | paired cases | ours | baseline | difference [95% CI] | p | "
+             "p (Holm) |", "|---|---|---|---|---:|---:|---:|---|---:|---:|"]
     for r in rows:
-        lines.append(f"| {r['baseline']} | {r['class']} | {r['metric']} | {r['n_pairs']} | {_fmt(r['mean_a'])} | "
-                     f"{_fmt(r['mean_b'])} | {_fmt(r['mean_diff'])} [{_fmt(r['ci_low'])}, {_fmt(r['ci_high'])}] | "
+        lines.append(f"| {r['reference']} | {r['baseline']} | {r['class']} | {r['metric']} | {r['n_pairs']} | "
+                     f"{_fmt(r['mean_a'])} | {_fmt(r['mean_b'])} | {_fmt(r['mean_diff'])} [{_fmt(r['ci_low'])}, {_fmt(r['ci_high'])}] | "
                      f"{_fmt(r['p_wilcoxon'], 4)} | {_fmt(r['p_holm'], 4)} |")
     return "\n".join(lines)
 
