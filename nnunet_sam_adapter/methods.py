@@ -14,6 +14,9 @@ parameter counts, trainers) reads the names and labels from here.
                     (docs/method.md lists the differences)
     ours_missing, early_fusion_missing, nnunet_2d_missing
                     the same trainers with modality dropout (missing modalities at inference)
+    ours_adapters_0, ours_adapters_all, ours_frozen_stems, ours_adapter_init_default, ours_lr_1e-2,
+    ours_concat, ours_refine
+                    the ablation of ours: one change each (ABLATIONS, docs/results_real_proxy.md)
 
 Every SAM method reads the same SAM 2d configuration (written by the SAM planner): backbone, input
 size and the dataset's modality channels, so they differ only in what the paper varies. This module
@@ -23,7 +26,7 @@ imports no torch at import time (the CLIs read the registry before deciding to l
 from __future__ import annotations
 
 import inspect
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from nnunet_sam_adapter.model.modalities import MODALITIES
 
@@ -49,6 +52,7 @@ class Method:
     plans: str
     configuration: str
     deep_supervision: bool = False  # what the trainer builds its network with
+    network_options: dict = field(default_factory=dict)  # SAMCrossModalNetwork kwargs over the plans' ones
 
     @property
     def trainer_name(self) -> str:
@@ -61,13 +65,32 @@ class Method:
 
     @property
     def is_sam(self) -> bool:
-        return self.name in SAM_METHODS or self.name in VARIANT_METHODS
+        return self.name in SAM_METHODS or self.name in VARIANT_METHODS or self.name in ABLATIONS
 
+
+# What ours_plus changes on the paper's network (same plans): see docs/method.md.
+OURS_PLUS_OPTIONS = {"adapter_depth": "all", "refine_head": True}
+
+# The ablation of ours (issue #13): method -> (label, trainer class, what it changes on the network).
+# Each changes one thing; ours_lr_1e-2 changes the trainer's learning rate (its trainer class says so).
+ABLATIONS: dict[str, tuple[str, str, dict]] = {
+    "ours_adapters_0": ("Ours, no adapters (n = 0)", "SAMCrossModalNoAdaptersTrainer", {"adapter_depth": 0}),
+    "ours_adapters_all": ("Ours, adapters after every block", "SAMCrossModalAllAdaptersTrainer",
+                          {"adapter_depth": "all"}),
+    "ours_frozen_stems": ("Ours, 1x1 stems frozen", "SAMCrossModalFrozenStemsTrainer", {"trainable_stems": False}),
+    "ours_adapter_init_default": ("Ours, adapters at PyTorch's default init", "SAMCrossModalDefaultInitTrainer",
+                                  {"adapter_init": "default"}),
+    "ours_lr_1e-2": ("Ours, learning rate 1e-2 (nnU-Net's initial lr)", "SAMCrossModalLR1e2Trainer", {}),
+    "ours_concat": ("Ours, embeddings concatenated (1x1 conv) instead of summed", "SAMCrossModalConcatTrainer",
+                    {"embedding_fusion": "concat"}),
+    "ours_refine": ("Ours + full-resolution refinement head", "SAMCrossModalRefineTrainer", {"refine_head": True}),
+}
+_ABLATION_TRAINERS = "nnunet_sam_adapter.trainers.ablation_trainers."
 
 METHODS: dict[str, Method] = {m.name: m for m in (
     Method("ours", "Ours (cross-modality adapters)", _SAM_TRAINERS + "SAMCrossModalTrainer", SAM_PLANS_NAME, "2d"),
     Method("ours_plus", "Ours+ (beyond the paper)", _SAM_TRAINERS + "SAMCrossModalPlusTrainer", SAM_PLANS_NAME,
-           "2d"),
+           "2d", network_options=OURS_PLUS_OPTIONS),
     Method("early_fusion", "SAM, early fusion", _SAM_TRAINERS + "SAMEarlyFusionTrainer", SAM_PLANS_NAME, "2d"),
     Method("T1", "SAM, T1 only", _SAM_TRAINERS + "SAMSingleModalityT1Trainer", SAM_PLANS_NAME, "2d"),
     Method("T1ce", "SAM, T1ce only", _SAM_TRAINERS + "SAMSingleModalityT1ceTrainer", SAM_PLANS_NAME, "2d"),
@@ -85,15 +108,14 @@ METHODS: dict[str, Method] = {m.name: m for m in (
            _MISSING_TRAINERS + "SAMEarlyFusionMissingModalityTrainer", SAM_PLANS_NAME, "2d"),
     Method("nnunet_2d_missing", "nnU-Net 2d + modality dropout", _MISSING_TRAINERS + "nnUNetTrainerMissingModality",
            STOCK_PLANS_NAME, "2d", deep_supervision=True),
+    *(Method(name, label, _ABLATION_TRAINERS + trainer, SAM_PLANS_NAME, "2d", network_options=options)
+      for name, (label, trainer, options) in ABLATIONS.items()),
 )}
 SAM_METHODS = ("ours", "early_fusion", *MODALITIES)
 VARIANT_METHODS = ("ours_plus",)  # SAM networks beyond the paper (optional in the benchmark)
+CROSS_MODAL_METHODS = ("ours", *VARIANT_METHODS, *ABLATIONS)  # SAMCrossModalNetwork + their network_options
 DEFAULT_METHODS = (*SAM_METHODS, "nnunet_2d")
 OPTIONAL_METHODS = tuple(name for name in METHODS if name not in DEFAULT_METHODS)
-
-
-# What ours_plus changes on the paper's network (same plans): see docs/method.md.
-OURS_PLUS_OPTIONS = {"adapter_depth": "all", "refine_head": True}
 
 
 class SAMPlansError(ValueError):
@@ -117,16 +139,16 @@ def build_method_network(method: str, configuration: dict, num_input_channels: i
 
     settings = sam_settings(configuration, plans_name)
     arch_kwargs = dict(configuration["architecture"]["arch_kwargs"])
-    if method == "ours":
-        return SAMCrossModalNetwork(num_input_channels, num_outputs, **arch_kwargs)
-    if method == "ours_plus":
-        return SAMCrossModalNetwork(num_input_channels, num_outputs, **{**arch_kwargs, **OURS_PLUS_OPTIONS})
+    if method in CROSS_MODAL_METHODS:
+        options = METHODS[method].network_options
+        return SAMCrossModalNetwork(num_input_channels, num_outputs, **{**arch_kwargs, **options})
     if method == "early_fusion":
         channels = None
     elif method in MODALITIES:
         channels = [settings["modality_channels"][method]]
     else:
-        raise ValueError(f"unknown method {method!r} for a SAM network; expected one of {', '.join(SAM_METHODS)}")
+        raise ValueError(f"unknown method {method!r} for a SAM network; expected one of "
+                         f"{', '.join((*SAM_METHODS, *CROSS_MODAL_METHODS[1:]))}")
     # The cross-modal kwargs (adapters, streams) do not apply to a single stream; the rest (backbone,
     # input size, execution options) are shared so the methods differ only in what the paper varies.
     accepted = inspect.signature(SAMSingleStreamNetwork).parameters

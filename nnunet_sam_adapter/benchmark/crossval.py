@@ -43,9 +43,16 @@ def pool_method(records: dict[int, dict]) -> dict:
     return {**{k: first[k] for k in ("method", "label", "trainer", "plans", "configuration")},
             "folds": sorted(records), "status": ", ".join(f"fold {f}: {records[f]['status']}" for f in sorted(records)),
             "budget": first["budget"], "budgets": {f: records[f]["budget"] for f in sorted(records)},
+            "train_seconds": _total(records[f].get("train_seconds") for f in records),
             "evaluation_dirs": [records[f]["evaluation_dir"] for f in sorted(records)],
             "validation_dirs": [records[f]["validation_dir"] for f in sorted(records)],
             "summary": {"volume": summarize(volume), "slice": summarize(slices), "classes": classes, "cases": cases}}
+
+
+def _total(values) -> float | None:
+    """Sum, or None when any value is unknown (a reused run whose time was not recorded)."""
+    values = list(values)
+    return None if any(v is None for v in values) else sum(values)
 
 
 def per_fold_rows(finished: dict[int, dict[str, dict]]) -> list[dict]:

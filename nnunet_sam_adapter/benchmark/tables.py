@@ -3,6 +3,7 @@
     Table 1  each modality vs early fusion vs ours                      (paper Table 1)
     Table 2  ours vs transformer baselines vs SAM (= early fusion) vs nnU-Net  (paper Table 2)
     Table 3  total / trainable / percent parameters of the networks built for the run (paper Table 3)
+    Ablation ours vs one change each (methods.ABLATIONS), when any of them ran (`ablation.csv`)
 
 Dice is reported in %, HD95 in mm, both as mean and (population) std, for two protocols: slice (the
 paper's: every 2D slice with tumour in the reference or the prediction, averaged over all slices of
@@ -21,12 +22,14 @@ from pathlib import Path
 from nnunet_sam_adapter.benchmark.budget import images_seen
 from nnunet_sam_adapter.data.atomic_io import atomic_write_text, csv_text
 from nnunet_sam_adapter.evaluation.postprocessing import with_postprocessed
+from nnunet_sam_adapter.methods import ABLATIONS
 from nnunet_sam_adapter.model.parameters import millions
 
 # Each method's raw row, then its row after nnU-Net's postprocessing (METHOD_pp); ours_plus is beyond the paper.
 TABLE1_METHODS = with_postprocessed(("T1", "T1ce", "T2", "FLAIR", "early_fusion", "ours", "ours_plus"))
 TABLE2_METHODS = with_postprocessed(("swinunetr_2d", "unetr_2d", "early_fusion", "nnunet_2d", "nnunet_3d_fullres",
                                      "ours", "ours_plus"))
+ABLATION_METHODS = with_postprocessed(("ours", *ABLATIONS, "ours_plus"))
 PROTOCOLS = ("slice", "volume")
 PROTOCOL_NOTE = ("slice = the paper's protocol (every 2D slice with tumour in reference or prediction, "
                  "averaged over all slices); volume = BraTS style (one score per case). Missed or hallucinated "
@@ -64,6 +67,7 @@ def metric_rows(results: dict, methods) -> list[dict]:
             row["budget"] = budget_cell(entry["budget"])
             row["batch_size"] = (entry["budget"] or {}).get("batch_size")
             row["images_seen"] = images_seen(entry["budget"])
+            row["train_seconds"] = entry.get("train_seconds")
             rows.append(row)
     return rows
 
@@ -115,6 +119,22 @@ def metric_table_markdown(rows: list[dict], results: dict, table: int) -> str:
         cells = [_label(results, method, table), *([""] if len(classes) > 1 else []), f"not available: {why}",
                  *["-"] * (len(head) - 3 - (len(classes) > 1)), ""]
         lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def ablation_markdown(rows: list[dict]) -> str:
+    """Ours and each ablation row that ran (raw, then after postprocessing): volume and slice scores,
+    images seen and training time (summed over the folds)."""
+    multi_class = len({r["class"] for r in rows}) > 1
+    lines = ["| Method | " + ("Class | " if multi_class else "") + "Dice (%) volume | HD95 (mm) volume | "
+             "Dice (%) slice | cases | images seen (per fold) | training time (s, all folds) |",
+             "|---|" + ("---|" if multi_class else "") + "---:|---:|---:|---:|---:|---:|"]
+    for row in rows:
+        seconds = row.get("train_seconds")
+        lines.append(f"| {row['label']} | " + (f"{row['class']} | " if multi_class else "") +
+                     f"{_mean_pm_std(row, 'dice_pct_volume')} | {_mean_pm_std(row, 'hd95_mm_volume')} | "
+                     f"{_mean_pm_std(row, 'dice_pct_slice')} | {row['n_cases']} | {row['images_seen'] or '?'} | "
+                     f"{'-' if seconds is None else f'{seconds:.0f}'} |")
     return "\n".join(lines)
 
 
@@ -201,6 +221,9 @@ def tables_markdown(results: dict) -> str:
         has_rows = rows or missing_rows(results, methods)
         parts.append(metric_table_markdown(rows, results, table) if has_rows else "(none of these methods ran)")
         parts.append("")
+    if any(method in results["methods"] for method in ABLATIONS):
+        parts += ["## Ablation of ours (one change per row, methods.ABLATIONS)\n",
+                  ablation_markdown(metric_rows(results, ABLATION_METHODS)), ""]
     if results.get("per_fold"):
         parts += ["## Per fold (mean over each fold's validation cases)\n", per_fold_markdown(results["per_fold"]), ""]
     if "stats" in results:
@@ -234,6 +257,8 @@ def write_tables(results: dict, output_dir: str | os.PathLike) -> dict[str, str]
         "table3.csv": csv_text(parameter_rows(results), ["method", "label", "total", "trainable", "percent",
                                                          "in_this_run", "note"], 4),
     }
+    if any(method in results["methods"] for method in ABLATIONS):
+        texts["ablation.csv"] = csv_text(metric_rows(results, ABLATION_METHODS), [*metric_columns, "train_seconds"], 4)
     if "per_fold" in results:
         texts["per_fold.csv"] = csv_text(results["per_fold"], PER_FOLD_COLUMNS, 4)
     if "stats" in results:

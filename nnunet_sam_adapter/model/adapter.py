@@ -21,15 +21,17 @@ class CrossModalityAdapter(nn.Module):
     stream sees exactly the pretrained encoder's features (the adapter is an identity) and fine-tuning
     starts from what SAM already computes, the usual choice for residual adapters (zero-initialised
     LoRA "B" / ControlNet zero convolutions). The weight still gets a non-zero gradient
-    (dL/dW = dL/dC^T [F_T1, F_T2]), so it learns from the first step.
+    (dL/dW = dL/dC^T [F_T1, F_T2]), so it learns from the first step. `zero_init=False` keeps
+    PyTorch's default Linear initialisation (the ablation row `ours_adapter_init_default`).
     """
 
-    def __init__(self, width: int):
+    def __init__(self, width: int, zero_init: bool = True):
         super().__init__()
         self.width = width
         self.fuse = nn.Linear(2 * width, width)
-        nn.init.zeros_(self.fuse.weight)
-        nn.init.zeros_(self.fuse.bias)
+        if zero_init:
+            nn.init.zeros_(self.fuse.weight)
+            nn.init.zeros_(self.fuse.bias)
 
     def shared_residual(self, f_t1: torch.Tensor, f_t2: torch.Tensor) -> torch.Tensor:
         """C = f(concat(F_T1, F_T2)); inputs and output (..., c)."""

@@ -52,6 +52,17 @@ def make_stem(in_channels: int) -> nn.Conv2d:
     return stem
 
 
+def make_sum_init_fusion(dim: int) -> nn.Conv2d:
+    """1x1 conv 2d -> d over the concatenated embeddings, initialised to [I | I] (= their sum, the paper's
+    fusion) so the `embedding_fusion='concat'` ablation starts as the paper's network."""
+    fusion = nn.Conv2d(2 * dim, dim, kernel_size=1)
+    with torch.no_grad():
+        eye = torch.eye(dim).view(dim, dim, 1, 1)
+        fusion.weight.copy_(torch.cat([eye, eye], dim=1))
+        fusion.bias.zero_()
+    return fusion
+
+
 class _SAMSegmentationNetwork(nn.Module):
     """Shared parts: the frozen backbone (kept in eval mode), execution policy, decoding, input check.
 
@@ -186,6 +197,12 @@ class SAMCrossModalNetwork(_SAMSegmentationNetwork):
             parameters' device at build and on `.to()`); 'sam' / 'off' / 'off' is the reference path.
         refine_head: beyond the paper (ours_plus): a full-resolution `RefinementHead` on the decoder's
             logits (False, the default, is the paper's network).
+        adapter_init, trainable_stems, embedding_fusion: the ablation's switches (docs/method.md), the
+            defaults being our reading of the paper. 'zero' / 'default': adapter projections start at zero
+            or at PyTorch's Linear init; trainable_stems=False freezes the two 1x1 stems at their
+            channel-mean init (the literal "only the adapter and the mask decoder" are trained);
+            'sum' (paper Fig. 1) or 'concat': the two embeddings concatenated and mapped 2d -> d by a 1x1
+            conv that starts as the sum.
     """
 
     def __init__(self, input_channels: int, num_classes: int, backbone: str = "vit_b",
@@ -193,7 +210,8 @@ class SAMCrossModalNetwork(_SAMSegmentationNetwork):
                  stream_channels: Sequence[Sequence[int]] = DEFAULT_STREAM_CHANNELS,
                  batched_streams: bool | str = "auto", checkpoint_blocks: bool = False,
                  deep_supervision: bool = False, attention: str = "auto", autocast: str = "auto",
-                 compile: str | bool = "auto", refine_head: bool = False):
+                 compile: str | bool = "auto", refine_head: bool = False, adapter_init: str = "zero",
+                 trainable_stems: bool = True, embedding_fusion: str = "sum"):
         super().__init__(num_classes, backbone, input_size, checkpoint_blocks, deep_supervision,
                          attention, autocast, compile)
         self.stream_channels = [list(map(int, group)) for group in stream_channels]
@@ -208,8 +226,14 @@ class SAMCrossModalNetwork(_SAMSegmentationNetwork):
             raise ValueError(f"adapter_depth must be in 0..{depth} for {backbone}, got {adapter_depth}")
         self.input_channels, self.adapter_depth = input_channels, adapter_depth
         self._set_setting("batched_streams", batched_streams)
+        check_choice("adapter_init", adapter_init, ("zero", "default"))
+        check_choice("embedding_fusion", embedding_fusion, ("sum", "concat"))
         self.stems = nn.ModuleList(make_stem(len(group)) for group in self.stream_channels)
-        self.adapters = nn.ModuleList(CrossModalityAdapter(w) for w in self.sam.block_widths[:adapter_depth])
+        self.stems.requires_grad_(bool(trainable_stems))
+        self.adapters = nn.ModuleList(CrossModalityAdapter(w, zero_init=adapter_init == "zero")
+                                      for w in self.sam.block_widths[:adapter_depth])
+        self.fuse_embeddings = make_sum_init_fusion(self.sam.mask_decoder.transformer_dim) \
+            if embedding_fusion == "concat" else None
         self.refine = RefinementHead(input_channels, num_classes) if refine_head else None
         self._settle_execution()
 
@@ -248,7 +272,8 @@ class SAMCrossModalNetwork(_SAMSegmentationNetwork):
     def _logits(self, x: torch.Tensor) -> torch.Tensor:
         """(B, C, S, S) -> logits (B, K, S, S)."""
         e_t1, e_t2 = self.encode_streams(x)
-        logits = self._decode(e_t1 + e_t2, x.shape[-2:])
+        fused = e_t1 + e_t2 if self.fuse_embeddings is None else self.fuse_embeddings(torch.cat([e_t1, e_t2], 1))
+        logits = self._decode(fused, x.shape[-2:])
         return logits if self.refine is None else self.refine(x, logits)
 
 
