@@ -167,10 +167,13 @@ def write_figures(results: dict, output_dir: str | os.PathLike, images_dir: str 
                   reference_dir: str | os.PathLike, dataset_json: dict, overlay_cases: int = 3) -> dict[str, str]:
     """metrics.png and (when the raw images are found) overlays.png in `output_dir`; returns name -> path."""
     output_dir = Path(output_dir)
-    written = {"metrics.png": metrics_figure(results, output_dir / "metrics.png")}
-    if images_dir is not None and overlay_cases > 0:
-        overlay = overlays_figure(results, images_dir, reference_dir, dataset_json, output_dir / "overlays.png",
-                                  overlay_cases)
-        if overlay:
-            written["overlays.png"] = overlay
+    # matplotlib's default style: nnU-Net's progress plot sets seaborn's font_scale=2.5 process-wide, and the
+    # inline executor trains in this process.
+    with _pyplot().style.context("default"):
+        written = {"metrics.png": metrics_figure(results, output_dir / "metrics.png")}
+        if images_dir is not None and overlay_cases > 0:
+            overlay = overlays_figure(results, images_dir, reference_dir, dataset_json, output_dir / "overlays.png",
+                                      overlay_cases)
+            if overlay:
+                written["overlays.png"] = overlay
     return written

@@ -7,7 +7,7 @@ Never raises for a network that cannot be built for these plans (e.g. MONAI's Sw
 from __future__ import annotations
 
 from nnunet_sam_adapter.benchmark.layout import BenchmarkError, load_json, load_plans, nnunet_dirs, trainer_class
-from nnunet_sam_adapter.methods import METHODS, SAM_PLANS_NAME, Method
+from nnunet_sam_adapter.methods import ABLATIONS, METHODS, SAM_PLANS_NAME, Method
 
 
 def network_parameters(method: Method, dataset: int | str) -> dict | None:
@@ -41,10 +41,13 @@ def network_parameters(method: Method, dataset: int | str) -> dict | None:
     return {"label": method.label, **parameter_report(network)}
 
 
-def all_network_parameters(dataset: int | str) -> dict[str, dict]:
-    """network_parameters of every registered method whose plans exist."""
+def all_network_parameters(dataset: int | str, run_methods=()) -> dict[str, dict]:
+    """network_parameters of every registered method whose plans exist (ablation rows only when in
+    `run_methods`: they are one-change copies of ours)."""
     found = {}
     for method in METHODS.values():
+        if method.name in ABLATIONS and method.name not in run_methods:
+            continue
         report = network_parameters(method, dataset)
         if report is not None:
             found[method.name] = report

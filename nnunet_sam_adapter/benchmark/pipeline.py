@@ -60,14 +60,14 @@ def run_benchmark(dataset: int | str, methods=DEFAULT_METHODS, fold: int = 0, bu
     return report(layout, methods, fold_list, context, failed)
 
 
-def _base_results(context: dict, dataset: str, folds: list[int], cases: list[str]) -> dict:
+def _base_results(context: dict, dataset: str, folds: list[int], cases: list[str], methods=()) -> dict:
     from nnunet_sam_adapter.benchmark.parameters import all_network_parameters, sam_description
 
     budget = context["budget"]
     return {"dataset": context["dataset"], "fold": folds[0], "folds": folds, "device": context["device"],
             "validation_cases": cases, "requested_budget": asdict(budget) if budget.requested else None,
             "budget_rule": budget.rule(), "test_time_mirroring": context["test_time_mirroring"],
-            "sam": sam_description(dataset), "parameters": all_network_parameters(dataset)}
+            "sam": sam_description(dataset), "parameters": all_network_parameters(dataset, methods)}
 
 
 def report(layout: OutputLayout, methods, folds: list[int], context: dict, failed: dict) -> dict:
@@ -78,7 +78,7 @@ def report(layout: OutputLayout, methods, folds: list[int], context: dict, faile
 
     finished, missing = collect_runs(layout, methods, folds)
     dataset = context["dataset"]
-    base = _base_results(context, dataset, folds, [])
+    base = _base_results(context, dataset, folds, [], methods)
     fold_results = {}
     for f in folds:
         results = {**base, "fold": f, "folds": [f], "validation_cases": validation_cases(context["preprocessed"], f),

@@ -262,6 +262,17 @@ def write_figure(rows, methods, cls, subsets, path: Path) -> Path:
     names = [subset_name(s) for s in subsets]
     x = np.arange(len(names))
     width = 0.8 / max(1, len(methods))
+    # matplotlib's default style: nnU-Net's progress plot sets seaborn's font_scale=2.5 process-wide.
+    with plt.style.context("default"):
+        fig, ax = _bars(plt, lookup, methods, names, x, width, cls)
+        with atomic_output(path) as tmp:
+            fig.savefig(tmp, format="png", dpi=120)
+    plt.close(fig)
+    return path
+
+
+def _bars(plt, lookup, methods, names, x, width, cls):
+    """The grouped bar chart of `write_figure` (figure, axes)."""
     fig, ax = plt.subplots(figsize=(max(8, 0.7 * len(names) * max(1, len(methods)) ** 0.5), 4.5))
     for i, method in enumerate(methods):
         values = [lookup[(method.name, n)]["dice_pct_volume"] for n in names]
@@ -274,7 +285,4 @@ def write_figure(rows, methods, cls, subsets, path: Path) -> Path:
     ax.set_title("Dice per available-modality subset")
     ax.legend(fontsize=8)
     fig.tight_layout()
-    with atomic_output(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=120)
-    plt.close(fig)
-    return path
+    return fig, ax
