@@ -111,3 +111,29 @@ def test_missing_value_is_what_nnunet_preprocessing_makes_of_a_zero_channel(use_
         {"labels": {"background": 0, "tumour": 1}})
     assert np.all(out[1] == MISSING_VALUE)
     assert out[0].std() > 0.5  # the present channels were normalised, not zeroed
+
+
+def test_subset_figure_keeps_matplotlib_defaults_after_nnunet_progress_plot(tmp_path, monkeypatch):
+    """nnU-Net's progress plot calls seaborn.set(font_scale=2.5) in the training process; the subset figure
+    drawn afterwards (same process with the inline benchmark) must not inherit the 2.5x fonts."""
+    import seaborn
+    from matplotlib.figure import Figure
+
+    from nnunet_sam_adapter.evaluation.missing_modalities import SUBSETS, subset_name, write_figure
+    from nnunet_sam_adapter.methods import METHODS
+
+    seaborn.set(font_scale=2.5)
+    sizes = []
+    original = Figure.savefig
+
+    def recording_savefig(fig, *args, **kwargs):
+        sizes.append(fig.axes[0].yaxis.label.get_size())
+        return original(fig, *args, **kwargs)
+
+    monkeypatch.setattr(Figure, "savefig", recording_savefig)
+    rows = [{"method": "ours", "subset": subset_name(s), "class": "tumor", "dice_pct_volume": 50.0} for s in SUBSETS]
+    try:
+        write_figure(rows, [METHODS["ours"]], "tumor", SUBSETS, tmp_path / "f.png")
+    finally:
+        seaborn.reset_orig()
+    assert sizes == [10.0] and (tmp_path / "f.png").is_file()  # matplotlib's default label size
