@@ -198,3 +198,18 @@ def test_fair_budget_and_executor_options():
                                               slurm_array_parallelism=3, slurm_extra={"qos": "high"}))
     assert params["slurm_partition"] == "gpu" and params["gpus_per_node"] == 2 and params["slurm_mem"] == "64G"
     assert params["slurm_array_parallelism"] == 3 and params["slurm_additional_parameters"] == {"qos": "high"}
+
+
+def test_pooled_postprocessed_label_names_each_folds_choice(layout):
+    from nnunet_sam_adapter.evaluation.postprocessing import BENCHMARK_EVALUATION, postprocessed_record
+
+    finished, _ = collect_runs(layout, ["ours"], [0, 1])
+    records = {}
+    for fold, steps in ((0, ["remove_all_but_largest_component"]), (1, [])):
+        raw = finished[fold]["ours"]
+        entry = {"steps": steps, "evaluation_dir": raw["evaluation_dir"], "summary": raw["summary"]}
+        records[fold] = postprocessed_record({**raw, "extra": {BENCHMARK_EVALUATION: entry}})
+    assert records[1]["label"] == "OURS + nnU-Net postprocessing (none chosen)"
+    pooled = crossval.pool_method(records)
+    assert pooled["label"] == "OURS + nnU-Net postprocessing (per fold: largest component, none chosen)"
+    assert crossval.pool_method({0: records[0]})["label"] == "OURS + nnU-Net postprocessing (largest component)"

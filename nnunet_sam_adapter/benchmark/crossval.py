@@ -13,7 +13,7 @@ from pathlib import Path
 
 from nnunet_sam_adapter.benchmark.statistics import holm, paired_comparison
 from nnunet_sam_adapter.evaluation.metrics import summarize
-from nnunet_sam_adapter.evaluation.postprocessing import POSTPROCESSED_SUFFIX
+from nnunet_sam_adapter.evaluation.postprocessing import POSTPROCESSED_SUFFIX, postprocessed_label
 
 REFERENCE_METHOD = "ours"
 COMPARED_METRICS = (("dice", "volume Dice (%)"), ("hd95", "volume HD95 (mm)"))
@@ -40,7 +40,10 @@ def pool_method(records: dict[int, dict]) -> dict:
         cases += records[fold]["summary"]["cases"]
     first = records[min(records)]
     classes = first["summary"]["classes"]
-    return {**{k: first[k] for k in ("method", "label", "trainer", "plans", "configuration")},
+    label = first["label"]
+    if "postprocessing" in first:  # a METHOD_pp row: nnU-Net chose its postprocessing on each fold
+        label = postprocessed_label(first["raw_label"], [records[f]["postprocessing"] for f in sorted(records)])
+    return {**{k: first[k] for k in ("method", "trainer", "plans", "configuration")}, "label": label,
             "folds": sorted(records), "status": ", ".join(f"fold {f}: {records[f]['status']}" for f in sorted(records)),
             "budget": first["budget"], "budgets": {f: records[f]["budget"] for f in sorted(records)},
             "train_seconds": _total(records[f].get("train_seconds") for f in records),

@@ -136,10 +136,17 @@ def postprocessed_record(record: Mapping) -> dict | None:
     entry = (record.get("extra") or {}).get(BENCHMARK_EVALUATION)
     if not entry or "error" in entry:
         return None
-    steps = ", ".join(entry["steps"]) or "none chosen"
     return {**record, "method": record["method"] + POSTPROCESSED_SUFFIX,
-            "label": f"{record['label']} + nnU-Net postprocessing ({'largest component' if entry['steps'] else steps})",
+            "label": postprocessed_label(record["label"], [entry["steps"]]), "raw_label": record["label"],
             "evaluation_dir": entry["evaluation_dir"], "summary": entry["summary"], "postprocessing": entry["steps"]}
+
+
+def postprocessed_label(raw_label: str, steps_per_fold: list[list]) -> str:
+    """'Ours + nnU-Net postprocessing (largest component)'; several folds: the choice of each fold."""
+    choices = ["largest component" if steps else "none chosen" for steps in steps_per_fold]
+    if len(set(choices)) > 1:
+        return f"{raw_label} + nnU-Net postprocessing (per fold: {', '.join(choices)})"
+    return f"{raw_label} + nnU-Net postprocessing ({choices[0]})"
 
 
 def with_postprocessed(methods) -> tuple:
