@@ -213,3 +213,12 @@ def test_pooled_postprocessed_label_names_each_folds_choice(layout):
     pooled = crossval.pool_method(records)
     assert pooled["label"] == "OURS + nnU-Net postprocessing (per fold: largest component, none chosen)"
     assert crossval.pool_method({0: records[0]})["label"] == "OURS + nnU-Net postprocessing (largest component)"
+
+
+def test_the_variant_is_compared_with_the_baselines_but_not_again_with_ours(layout):
+    finished, _ = collect_runs(layout, ["ours", "nnunet_2d"], [0, 1])
+    pooled = {m: crossval.pool_method({f: finished[f][m] for f in (0, 1)}) for m in ("ours", "nnunet_2d")}
+    pooled["ours_plus"] = pooled["ours"]
+    pairs = [(r["reference"], r["baseline"]) for r in crossval.comparisons(pooled)]
+    assert sorted(set(pairs)) == [("ours", "nnunet_2d"), ("ours", "ours_plus"), ("ours_plus", "nnunet_2d")]
+    assert len(pairs) == 6  # x 2 metrics, Holm-adjusted together

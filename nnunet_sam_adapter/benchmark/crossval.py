@@ -3,7 +3,8 @@
 Per method, the per-case rows of every finished fold (evaluation/METHOD/metrics_volume.csv and
 metrics_slices.csv) are concatenated and summarised with the evaluation's own `summarize`: the
 volume protocol over all validation cases of all folds, the slice protocol over all their slices.
-The per-fold table holds each fold's means; `comparisons` pairs ours with each baseline per case.
+The per-fold table holds each fold's means; `comparisons` pairs ours (and ours_plus when it ran) with
+each baseline per case.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from nnunet_sam_adapter.benchmark.statistics import holm, paired_comparison
 from nnunet_sam_adapter.evaluation.metrics import summarize
 from nnunet_sam_adapter.evaluation.postprocessing import POSTPROCESSED_SUFFIX, postprocessed_label
 
-REFERENCE_METHOD = "ours"
+REFERENCE_METHODS = ("ours", "ours_plus")  # the paper's method, then the variant beyond it
 COMPARED_METRICS = (("dice", "volume Dice (%)"), ("hd95", "volume HD95 (mm)"))
 
 
@@ -86,22 +87,25 @@ def _per_case(entry: dict, cls: str, metric: str) -> dict[str, float]:
     return values
 
 
-def comparisons(pooled: dict[str, dict], reference: str = REFERENCE_METHOD) -> list[dict]:
-    """Reference method vs each other pooled method, per class and metric, paired per case; the
-    Wilcoxon p-values Holm-adjusted over all rows. Postprocessed rows (METHOD_pp) are compared with the
-    reference's postprocessed row, raw rows with its raw row: like with like."""
-    if reference not in pooled:
-        return []
+def comparisons(pooled: dict[str, dict], references=REFERENCE_METHODS) -> list[dict]:
+    """Each reference method that ran (ours, then the ours_plus variant) vs each other pooled method, per
+    class and metric, paired per case; the Wilcoxon p-values Holm-adjusted over all rows. Postprocessed
+    rows (METHOD_pp) are compared with the reference's postprocessed row, raw rows with its raw row: like
+    with like. A later reference is not compared again with an earlier one."""
     rows = []
-    for cls in pooled[reference]["summary"]["classes"]:
-        for metric, metric_label in COMPARED_METRICS:
-            for method, entry in pooled.items():
-                own = reference + POSTPROCESSED_SUFFIX if method.endswith(POSTPROCESSED_SUFFIX) else reference
-                if method in (reference, reference + POSTPROCESSED_SUFFIX) or own not in pooled:
-                    continue
-                result = paired_comparison(_per_case(pooled[own], cls, metric), _per_case(entry, cls, metric))
-                rows.append({"reference": own, "baseline": method, "class": cls, "metric": metric_label,
-                             **result})
+    for index, reference in enumerate(references):
+        if reference not in pooled:
+            continue
+        earlier = {key for r in references[:index] for key in (r, r + POSTPROCESSED_SUFFIX)}
+        for cls in pooled[reference]["summary"]["classes"]:
+            for metric, metric_label in COMPARED_METRICS:
+                for method, entry in pooled.items():
+                    own = reference + POSTPROCESSED_SUFFIX if method.endswith(POSTPROCESSED_SUFFIX) else reference
+                    if method in (reference, reference + POSTPROCESSED_SUFFIX) or method in earlier or own not in pooled:
+                        continue
+                    result = paired_comparison(_per_case(pooled[own], cls, metric), _per_case(entry, cls, metric))
+                    rows.append({"reference": own, "baseline": method, "class": cls, "metric": metric_label,
+                                 **result})
     for row, adjusted in zip(rows, holm([r["p_wilcoxon"] for r in rows])):
         row["p_holm"] = adjusted
     return rows

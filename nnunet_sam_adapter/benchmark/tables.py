@@ -190,12 +190,12 @@ def per_fold_markdown(rows: list[dict]) -> str:
 
 
 def stats_markdown(rows: list[dict]) -> str:
-    lines = ["Ours vs each baseline, paired per validation case (volume protocol): mean difference (ours - "
-             "baseline) with a percentile bootstrap 95% CI (10,000 resamples of the cases), the Wilcoxon "
+    lines = ["Ours (and Ours+, when it ran) vs each baseline, paired per validation case (volume protocol): mean "
+             "difference (ours - baseline) with a percentile bootstrap 95% CI (10,000 resamples of the cases), the Wilcoxon "
              "signed-rank p-value (scipy.stats.wilcoxon, two-sided) and that p-value Holm-adjusted over all "
              "comparisons below. Dice differences are in percentage points; higher Dice and lower HD95 are better. "
-             "Rows after nnU-Net's postprocessing (METHOD_pp) are compared with ours after postprocessing.",
-             "", "| Ours | Baseline | Class | Metric | paired cases | ours | baseline | difference [95% CI] | p | "
+             "Rows after nnU-Net's postprocessing (METHOD_pp) are compared with the reference after postprocessing.",
+             "", "| Reference | Baseline | Class | Metric | paired cases | ours | baseline | difference [95% CI] | p | "
              "p (Holm) |", "|---|---|---|---|---:|---:|---:|---|---:|---:|"]
     for r in rows:
         lines.append(f"| {r['reference']} | {r['baseline']} | {r['class']} | {r['metric']} | {r['n_pairs']} | "
