@@ -195,7 +195,7 @@ def stats_markdown(rows: list[dict]) -> str:
              "signed-rank p-value (scipy.stats.wilcoxon, two-sided) and that p-value Holm-adjusted over all "
              "comparisons below. Dice differences are in percentage points; higher Dice and lower HD95 are better. "
              "Rows after nnU-Net's postprocessing (METHOD_pp) are compared with the reference after postprocessing.",
-             "", "| Reference | Baseline | Class | Metric | paired cases | ours | baseline | difference [95% CI] | p | "
+             "", "| Reference | Baseline | Class | Metric | paired cases | reference | baseline | difference [95% CI] | p | "
              "p (Holm) |", "|---|---|---|---|---:|---:|---:|---|---:|---:|"]
     for r in rows:
         lines.append(f"| {r['reference']} | {r['baseline']} | {r['class']} | {r['metric']} | {r['n_pairs']} | "
