@@ -101,7 +101,7 @@ def comparisons(pooled: dict[str, dict], references=REFERENCE_METHODS) -> list[d
             for metric, metric_label in COMPARED_METRICS:
                 for method, entry in pooled.items():
                     own = reference + POSTPROCESSED_SUFFIX if method.endswith(POSTPROCESSED_SUFFIX) else reference
-                    if method in (reference, reference + POSTPROCESSED_SUFFIX) or method in earlier or own not in pooled:
+                    if method in (reference, reference + POSTPROCESSED_SUFFIX, *earlier) or own not in pooled:
                         continue
                     result = paired_comparison(_per_case(pooled[own], cls, metric), _per_case(entry, cls, metric))
                     rows.append({"reference": own, "baseline": method, "class": cls, "metric": metric_label,

@@ -190,13 +190,13 @@ def per_fold_markdown(rows: list[dict]) -> str:
 
 
 def stats_markdown(rows: list[dict]) -> str:
-    lines = ["Ours (and Ours+, when it ran) vs each baseline, paired per validation case (volume protocol): mean "
-             "difference (ours - baseline) with a percentile bootstrap 95% CI (10,000 resamples of the cases), the Wilcoxon "
-             "signed-rank p-value (scipy.stats.wilcoxon, two-sided) and that p-value Holm-adjusted over all "
+    lines = ["Ours (and Ours+, when it ran) vs each baseline, paired per validation case (volume protocol): "
+             "mean difference (reference - baseline) with a percentile bootstrap 95% CI (10,000 resamples of the "
+             "cases), the Wilcoxon signed-rank p-value (scipy.stats.wilcoxon, two-sided) and that p-value Holm-adjusted over all "
              "comparisons below. Dice differences are in percentage points; higher Dice and lower HD95 are better. "
              "Rows after nnU-Net's postprocessing (METHOD_pp) are compared with the reference after postprocessing.",
-             "", "| Reference | Baseline | Class | Metric | paired cases | reference | baseline | difference [95% CI] | p | "
-             "p (Holm) |", "|---|---|---|---|---:|---:|---:|---|---:|---:|"]
+             "", "| Reference | Baseline | Class | Metric | paired cases | reference | baseline | "
+             "difference [95% CI] | p | p (Holm) |", "|---|---|---|---|---:|---:|---:|---|---:|---:|"]
     for r in rows:
         lines.append(f"| {r['reference']} | {r['baseline']} | {r['class']} | {r['metric']} | {r['n_pairs']} | "
                      f"{_fmt(r['mean_a'])} | {_fmt(r['mean_b'])} | {_fmt(r['mean_diff'])} [{_fmt(r['ci_low'])}, {_fmt(r['ci_high'])}] | "
