@@ -103,9 +103,11 @@ def _ablation(name: str, label: str, trainer: str, options: dict) -> Method:
 
 METHODS: dict[str, Method] = {m.name: m for m in (
     Method("ours", "Ours (cross-modality adapters)", _SAM_TRAINERS + "SAMCrossModalTrainer", **_SAM,
-           cross_modal=True, default=True, reference=True, quick=True, tables=TABLES, table_row=_OURS_ROW),
+           cross_modal=True, default=True, reference=True, quick=True, tables=("table1", "table2", "ablation"),
+           table_row=_OURS_ROW),
     Method("ours_plus", "Ours+ (beyond the paper)", _SAM_TRAINERS + "SAMCrossModalPlusTrainer", **_SAM,
-           cross_modal=True, network_options=OURS_PLUS_OPTIONS, reference=True, tables=TABLES, table_row=_PLUS_ROW),
+           cross_modal=True, network_options=OURS_PLUS_OPTIONS, reference=True, tables=("table1", "table2", "ablation"),
+           table_row=_PLUS_ROW),
     Method("early_fusion", "SAM, early fusion", _SAM_TRAINERS + "SAMEarlyFusionTrainer", **_SAM, default=True,
            quick=True, tables=("table1", "table2"), table_row=_EARLY_FUSION_ROW),
     Method("T1", "SAM, T1 only", _SAM_TRAINERS + "SAMSingleModalityT1Trainer", **_SAM, default=True,
@@ -169,7 +171,7 @@ DEFAULT_METHODS = method_names(default=True)
 OPTIONAL_METHODS = method_names(default=False)
 SAM_METHODS = method_names(is_sam=True, default=True)  # the paper's SAM methods
 REFERENCE_METHODS = method_names(reference=True)       # the paper's method, then the variant beyond it
-VARIANT_METHODS = tuple(name for name in REFERENCE_METHODS if name not in DEFAULT_METHODS)  # beyond the paper
+VARIANT_METHODS = method_names(reference=True, default=False)  # beyond the paper
 CROSS_MODAL_METHODS = method_names(cross_modal=True)
 QUICK_METHODS = method_names(quick=True)
 ABLATIONS = ablations()

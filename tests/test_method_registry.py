@@ -134,6 +134,7 @@ def test_a_registered_method_shows_up_in_every_derived_list(monkeypatch):
     help_text = next(a.help for a in build_parser()._actions if "--methods" in a.option_strings)
     assert help_text.startswith("default: ours early_fusion T1 T1ce T2 FLAIR nnunet_2d mine; also:")
     variants = registry_budget_variants()
-    assert variants["MineTrainer_short"].budget == (10, 10, 3) and issubclass(variants["MineTrainer_debug"], MineTrainer)
+    assert variants["MineTrainer_short"].budget == (10, 10, 3)
+    assert issubclass(variants["MineTrainer_debug"], MineTrainer)
     found = nnunet_finds("MineTrainer_debug", trainer_dir())  # nnU-Net's plain-name import reads the registry
     assert found is not None and found.budget == (2, 4, 2)
