@@ -24,6 +24,8 @@ from pathlib import Path
 
 from tqdm import tqdm
 
+from nnunet_sam_adapter.methods import QUICK_METHODS
+
 NNUNET_FOLDERS = ("nnUNet_raw", "nnUNet_preprocessed", "nnUNet_results")
 
 
@@ -42,7 +44,7 @@ class DemoSettings:
     input_size: int = 64         # = the 64x64 slices: one tile per slice
     batch_size: int = 4
     adapter_depth: int = 5       # half of LiteMedSAM's 10 TinyViT blocks (paper: 6 of ViT-B's 12)
-    methods: tuple = ("ours", "early_fusion", "nnunet_2d")
+    methods: tuple = QUICK_METHODS
     epochs: int = 20
     iterations: int = 10
     device: str = "cpu"
