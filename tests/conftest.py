@@ -43,3 +43,6 @@ def pytest_collection_modifyitems(config, items):
             item.add_marker(pytest.mark.numerics)
         if "slurm_cluster" in getattr(item, "fixturenames", ()):
             item.add_marker(pytest.mark.slurm)
+
+# `planned_dataset`: one converted + planned tiny dataset per session (tests/planned_dataset.py).
+from planned_dataset import planned_dataset  # noqa: E402,F401

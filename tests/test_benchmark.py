@@ -10,28 +10,20 @@ from pathlib import Path
 
 import pytest
 
-from nnunet_sam_adapter.data.synthetic import write_brats_dataset
-from console import nnunet_env_in, read_csv, run
-from sam_checkpoint_factory import write_tiny_sam_checkpoint
+from console import read_csv, run
+from planned_dataset import DATASET_ID, DATASET_NAME
 
 pytestmark = pytest.mark.slow
 
-DATASET_ID = "903"
 METHODS = ["ours", "early_fusion", "nnunet_2d"]
 BUDGET = ["--epochs", "2", "--iterations", "3"]
 
 
 @pytest.fixture(scope="module")
-def benchmarked(tmp_path_factory):
-    """Convert, plan and run the benchmark once; returns paths, env and the console output."""
+def benchmarked(planned_dataset, tmp_path_factory):
+    """Run the benchmark once on the session's planned dataset; returns paths, env and the console output."""
     root = tmp_path_factory.mktemp("benchmark")
-    env = nnunet_env_in(root)
-    write_brats_dataset(root / "brats", n_cases=6, seed=3, shape_zyx=(16, 64, 64), misalign=False)
-    checkpoint = write_tiny_sam_checkpoint(root / "tiny_sam.pth", randomize=False)
-    run(["nnUNetv2_sam_convert_brats", "-i", root / "brats", "-d", DATASET_ID, "-n", "SynBench",
-         "--register", "never", "-np", "2"], env)
-    run(["nnUNetv2_sam_plan_and_preprocess", "-d", DATASET_ID, "--backbone", "tiny", "--checkpoint", checkpoint,
-         "--input-size", "64", "--batch-size", "4", "--adapter-depth", "2", "--stock", "2d", "-np", "2"], env)
+    env = planned_dataset.env_with_results("benchmark")
     out = root / "bench"
     command = ["nnUNetv2_sam_benchmark", "-d", DATASET_ID, "--methods", *METHODS, "-f", "0", *BUDGET,
                "-o", out, "-device", "cpu", "--no-mirroring", "--overlay-cases", "2"]
@@ -83,7 +75,7 @@ def test_writes_tables_figures_and_results(benchmarked):
 
 def test_second_run_reuses_finished_methods(benchmarked):
     results_root = Path(benchmarked["env"]["nnUNet_results"])
-    checkpoints = sorted(results_root.glob("Dataset903_SynBench/*/fold_0/checkpoint_final.pth"))
+    checkpoints = sorted(results_root.glob(f"{DATASET_NAME}/*/fold_0/checkpoint_final.pth"))
     assert len(checkpoints) == len(METHODS)
     before = {path: path.stat().st_mtime_ns for path in checkpoints}
 
@@ -98,7 +90,7 @@ def test_second_run_reuses_finished_methods(benchmarked):
 def test_other_budget_on_a_hand_trained_run_is_refused(benchmarked):
     """A run without the benchmark's record (trained with nnUNetv2_train) is never overwritten silently."""
     fold = next(Path(benchmarked["env"]["nnUNet_results"]).glob(
-        "Dataset903_SynBench/nnUNetTrainer__nnUNetPlans__2d/fold_0"))
+        f"{DATASET_NAME}/nnUNetTrainer__nnUNetPlans__2d/fold_0"))
     (fold / "sam_benchmark_run.json").unlink()  # now it looks like an nnUNetv2_train run (debug.json: 2 x 3)
     command = ["nnUNetv2_sam_benchmark", "-d", DATASET_ID, "--methods", "nnunet_2d", "--epochs", "5",
                "--iterations", "3", "-o", benchmarked["root"] / "refused", "-device", "cpu"]

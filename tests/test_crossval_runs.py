@@ -12,38 +12,27 @@ from pathlib import Path
 
 import pytest
 
-from nnunet_sam_adapter.data.synthetic import write_brats_dataset
-from console import nnunet_env_in, read_csv, run
-from sam_checkpoint_factory import write_tiny_sam_checkpoint
+from console import read_csv
+from planned_dataset import DATASET_ID, DATASET_NAME
 from slurm_cluster import wait_for_state
 
 pytestmark = pytest.mark.slow
 
-DATASET_ID = "904"
 METHODS = ["ours", "nnunet_2d"]
 ROWS = [*METHODS, *(f"{m}_pp" for m in METHODS)]  # raw rows and rows after nnU-Net's postprocessing
 TINY = ["-device", "cpu", "--no-mirroring", "--overlay-cases", "1"]
 
 
 @pytest.fixture(scope="module")
-def dataset(tmp_path_factory):
-    """Converted and planned once (SAM plans at 64 px, stock 2d plans: patch [64, 48])."""
-    root = tmp_path_factory.mktemp("crossval")
-    env = nnunet_env_in(root / "shared")
-    write_brats_dataset(root / "brats", n_cases=6, seed=4, shape_zyx=(12, 64, 48), misalign=False)
-    checkpoint = write_tiny_sam_checkpoint(root / "tiny_sam.pth", randomize=False)
-    run(["nnUNetv2_sam_convert_brats", "-i", root / "brats", "-d", DATASET_ID, "-n", "SynCV", "--register", "never",
-         "-np", "2"], env)
-    run(["nnUNetv2_sam_plan_and_preprocess", "-d", DATASET_ID, "--backbone", "tiny", "--checkpoint", checkpoint,
-         "--input-size", "64", "--batch-size", "4", "--adapter-depth", "2", "--stock", "2d", "-np", "2"], env)
-    # Training: augmentation in-process, one CPU per job (0 would break nnU-Net's planner, hence after it).
-    return root, {**env, "nnUNet_n_proc_DA": "0"}
+def dataset(planned_dataset, tmp_path_factory):
+    """The session's planned dataset (SAM plans at 64 px, stock 2d plans: patch [64, 48]) and a folder."""
+    return tmp_path_factory.mktemp("crossval"), planned_dataset
 
 
-def own_results(env: dict, root: Path, name: str) -> dict:
-    """The dataset's env with a results folder of its own (no run is reused across tests)."""
-    (root / name).mkdir(exist_ok=True)
-    return {**env, "nnUNet_results": str(root / name)}
+def own_results(dataset, name: str) -> dict:
+    """The dataset's env with a results folder of its own (no run is reused across tests); training
+    augments in-process, one CPU per job (0 would break nnU-Net's planner, hence only after planning)."""
+    return {**dataset.env_with_results(f"crossval_{name}"), "nnUNet_n_proc_DA": "0"}
 
 
 def benchmark(env, *args, check=True, timeout=2400):  # generous: the CI machine is a shared 2-core CPU
@@ -76,8 +65,8 @@ def check_pooled_tables(out: Path, folds=(0, 1)) -> None:
 
 
 def test_local_executor_crossval_status_and_missing_run(dataset):
-    root, env = dataset
-    env = own_results(env, root, "results_local")
+    root, planned = dataset
+    env = own_results(planned, "results_local")
     out = root / "out_local"
     common = ["--methods", *METHODS, "--folds", "0", "1", "--epochs", "2", "--iterations", "2", "-o", out, *TINY]
     benchmark(env, *common, "--executor", "local", "--max-parallel", "2")
@@ -104,8 +93,8 @@ def _slurm_options(cluster) -> list:
 
 
 def test_slurm_executor_crossval(dataset, slurm_cluster):
-    root, env = dataset
-    env = own_results(env, root, "results_slurm")
+    root, planned = dataset
+    env = own_results(planned, "results_slurm")
     out = root / "out_slurm"
     benchmark(env, "--methods", *METHODS, "--folds", "0", "1", "--epochs", "2", "--iterations", "2", "-o", out,
               *TINY, *_slurm_options(slurm_cluster))
@@ -120,14 +109,14 @@ def test_slurm_executor_crossval(dataset, slurm_cluster):
 
 
 def test_requeued_slurm_run_resumes_from_nnunet_checkpoint(dataset, slurm_cluster):
-    root, env = dataset
-    env = own_results(env, root, "results_requeue")
+    root, planned = dataset
+    env = own_results(planned, "results_requeue")
     out = root / "out_requeue"
     common = ["--methods", "nnunet_2d", "--folds", "0", "--epochs", "10", "--iterations", "2", "-o", out, *TINY]
     benchmark(env, *common, "--save-every", "1", "--no-wait", *_slurm_options(slurm_cluster))
     job_id = json.loads((out / "jobs" / "submitted.json").read_text())["nnunet_2d/fold_0"]["job_id"]
     wait_for_state(job_id, "RUNNING", timeout_s=120)
-    run_dir = Path(env["nnUNet_results"]) / "Dataset904_SynCV" / "nnUNetTrainer__nnUNetPlans__2d" / "fold_0"
+    run_dir = Path(env["nnUNet_results"]) / DATASET_NAME / "nnUNetTrainer__nnUNetPlans__2d" / "fold_0"
     deadline = time.monotonic() + 240
     while not (run_dir / "checkpoint_latest.pth").is_file():
         assert time.monotonic() < deadline, "no checkpoint_latest.pth within 240 s"

@@ -10,7 +10,6 @@ from __future__ import annotations
 import csv
 import json
 import os
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -20,13 +19,12 @@ import pytest
 import SimpleITK as sitk
 
 from nnunet_sam_adapter.data.synthetic import write_brats_dataset
-from console import nnunet_env_in, run
-from sam_checkpoint_factory import write_tiny_sam_checkpoint
+from console import run
+from planned_dataset import DATASET_ID, DATASET_NAME
 
 pytestmark = pytest.mark.slow
 
-DATASET_ID = "903"
-PHANTOM = {"shape_zyx": (12, 64, 64), "misalign": False}
+PHANTOM = {"shape_zyx": (12, 64, 64), "misalign": False}  # new cases (any grid: registration resamples)
 # The debug budget without test-time mirroring (as nnU-Net's nnUNetTrainerNoMirroring): 4x fewer forward
 # passes in the 16 predictions of each validation case.
 TRAINER = "SAMCrossModalMissingModalityTrainer_debugNoMirroring"
@@ -44,15 +42,10 @@ PLANS = ["-p", "nnUNetSAMPlans"]
 
 
 @pytest.fixture(scope="module")
-def trained(tmp_path_factory):
+def trained(planned_dataset, tmp_path_factory):
+    """The session's planned dataset, trained once with modality dropout (results of its own)."""
     root = tmp_path_factory.mktemp("missing")
-    env = nnunet_env_in(root)
-    write_brats_dataset(root / "brats", n_cases=5, seed=3, **PHANTOM)
-    checkpoint = write_tiny_sam_checkpoint(root / "weights" / "tiny_sam.pth", randomize=False)
-    run(["nnUNetv2_sam_convert_brats", "-i", root / "brats", "-d", DATASET_ID, "-n", "SynMissing",
-         "--register", "never", "-np", "1"], env)
-    run(["nnUNetv2_sam_plan_and_preprocess", "-d", DATASET_ID, "--backbone", "tiny", "--checkpoint", checkpoint,
-         "--input-size", "64", "--batch-size", "2", "--adapter-depth", "2", "-np", "1"], env)
+    env = planned_dataset.env_with_results("missing_modalities")
     (root / "trainers").mkdir()
     (root / "trainers" / "no_mirroring_trainers.py").write_text(TRAINER_MODULE)
     env["nnUNet_extTrainer"] += os.pathsep + str(root / "trainers")
@@ -127,7 +120,7 @@ def test_15_subsets_full_set_equals_the_normal_validation(trained):
     assert {r["subset"] for r in rows} - set(subsets) == {"mean"}
     assert "●" in (out / "missing_modalities.md").read_text() and (out / "missing_modalities.png").stat().st_size
 
-    fold = next(Path(env["nnUNet_results"]).glob(f"Dataset903_SynMissing/{TRAINER}__*/fold_0"))
+    fold = next(Path(env["nnUNet_results"]).glob(f"{DATASET_NAME}/{TRAINER}__*/fold_0"))
     predictions = out / "predictions" / "ours_missing"
     validations = sorted((fold / "validation").glob("*.nii.gz"))
     assert validations
