@@ -20,7 +20,7 @@ from nnunet_sam_adapter.benchmark.report import collect_runs
 from nnunet_sam_adapter.benchmark.reuse import RunOnDisk, decide
 from nnunet_sam_adapter.benchmark.statistics import holm, paired_comparison
 from nnunet_sam_adapter.benchmark.tables import tables_markdown, write_tables
-from nnunet_sam_adapter.data.atomic_io import atomic_write_json
+from nnunet_sam_adapter.atomic_io import atomic_write_json
 
 # (fold, case) -> volume (dice, hd95) per method; slices: two per case with fixed scores.
 VOLUME = {

@@ -73,7 +73,7 @@ def _done(marker: Path, settings: dict) -> bool:
 
 
 def _mark(marker: Path, settings: dict) -> None:
-    from nnunet_sam_adapter.data.atomic_io import atomic_write_json
+    from nnunet_sam_adapter.atomic_io import atomic_write_json
 
     atomic_write_json(marker, settings)
 

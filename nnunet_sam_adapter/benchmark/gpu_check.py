@@ -244,7 +244,7 @@ def gpu_check_page(machine: dict, settings: GpuCheckSettings, rows: list[dict]) 
 
 def run_gpu_check(settings: GpuCheckSettings, progress=print) -> Path:
     """Runs every step (speed, data, training) and writes docs/gpu_check.md -> its path."""
-    from nnunet_sam_adapter.data.atomic_io import atomic_write_text
+    from nnunet_sam_adapter.atomic_io import atomic_write_text
 
     import torch
 

@@ -137,7 +137,7 @@ def ensure_splits(preprocessed: Path, dataset_json: dict) -> list:
         return splits
     from nnunetv2.utilities.crossval_split import generate_crossval_split
 
-    from nnunet_sam_adapter.data.atomic_io import atomic_write_json
+    from nnunet_sam_adapter.atomic_io import atomic_write_json
 
     identifiers = sorted(p.name[: -len(dataset_json["file_ending"])]
                          for p in (preprocessed / "gt_segmentations").glob(f"*{dataset_json['file_ending']}"))

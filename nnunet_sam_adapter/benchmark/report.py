@@ -77,7 +77,7 @@ def write_outputs(results: dict, output_dir: Path, writers: dict) -> dict:
             results[name] = {}
             errors[name] = f"{type(error).__name__}: {error}"
             tqdm.write(f"{name} not written: {errors[name]}")
-    from nnunet_sam_adapter.data.atomic_io import atomic_write_json
+    from nnunet_sam_adapter.atomic_io import atomic_write_json
 
     atomic_write_json(output_dir / "results.json", json.loads(json.dumps(results, default=str)))
     written["results.json"] = str(output_dir / "results.json")

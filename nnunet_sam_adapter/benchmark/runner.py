@@ -31,7 +31,7 @@ from nnunet_sam_adapter.benchmark.budget import Budget, trainer_budget
 from nnunet_sam_adapter.benchmark.layout import (BenchmarkError, OutputLayout, load_json, load_plans, nnunet_dirs,
                                                  nnunet_run_dir, trainer_class, validation_cases)
 from nnunet_sam_adapter.benchmark.reuse import RUN_RECORD, TRAINING_MARKER, RunOnDisk, decide
-from nnunet_sam_adapter.data.atomic_io import atomic_write_json
+from nnunet_sam_adapter.atomic_io import atomic_write_json
 from nnunet_sam_adapter.methods import METHODS, Method
 
 

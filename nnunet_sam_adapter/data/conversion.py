@@ -35,7 +35,7 @@ import SimpleITK as sitk
 from tqdm import tqdm
 
 from nnunet_sam_adapter.data import registration
-from nnunet_sam_adapter.data.atomic_io import atomic_write_json, clean_stale_temp, commit, new_staging_dir
+from nnunet_sam_adapter.atomic_io import atomic_write_json, clean_stale_temp, commit, new_staging_dir
 from nnunet_sam_adapter.data.brats import (  # noqa: F401  (re-exported: the layout used to live here)
     BRATS_SUFFIXES, CHANNEL_NAMES, CHANNELS, FILE_ENDING, REFERENCE, REGION_LABELS, CaseFiles, case_of_output,
     find_cases, nnunet_image_name, reference_modality)

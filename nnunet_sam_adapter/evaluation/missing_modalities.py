@@ -30,7 +30,7 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from nnunet_sam_adapter.data.atomic_io import atomic_output, atomic_write_csv, atomic_write_json, atomic_write_text
+from nnunet_sam_adapter.atomic_io import atomic_output, atomic_write_csv, atomic_write_json, atomic_write_text
 from nnunet_sam_adapter.methods import METHODS, Method
 from nnunet_sam_adapter.model.modalities import MODALITIES, modality_channels
 
