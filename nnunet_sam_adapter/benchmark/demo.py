@@ -51,7 +51,7 @@ class DemoSettings:
 
 def use_demo_folders(work_dir: Path) -> dict[str, str]:
     """Point nnU-Net's env vars into `work_dir` (this process only); returns the user's previous values."""
-    from nnunet_sam_adapter.cli.trainer_dir import trainer_dir
+    from nnunet_sam_adapter.paths import trainer_dir
 
     previous = {name: os.environ[name] for name in NNUNET_FOLDERS if name in os.environ}
     for name in NNUNET_FOLDERS:

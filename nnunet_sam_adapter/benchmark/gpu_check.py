@@ -150,7 +150,7 @@ def check_trainers(steps: list[Step]) -> None:
 def nnunet_env(settings: GpuCheckSettings) -> dict[str, str]:
     """The environment of every step: nnU-Net's folders in the work folder, our trainers findable; on
     CUDA nnU-Net's defaults (the Makefile's CPU settings removed), on CPU the Makefile's values."""
-    from nnunet_sam_adapter.cli.trainer_dir import trainer_dir
+    from nnunet_sam_adapter.paths import trainer_dir
 
     env = dict(os.environ)
     for name in ("nnUNet_raw", "nnUNet_preprocessed", "nnUNet_results"):

@@ -6,8 +6,9 @@ Never raises for a network that cannot be built for these plans (e.g. MONAI's Sw
 
 from __future__ import annotations
 
-from nnunet_sam_adapter.benchmark.layout import BenchmarkError, load_json, load_plans, nnunet_dirs, trainer_class
+from nnunet_sam_adapter.benchmark.layout import BenchmarkError, load_plans, trainer_class
 from nnunet_sam_adapter.methods import ABLATIONS, METHODS, SAM_PLANS_NAME, Method
+from nnunet_sam_adapter.paths import load_json, nnunet_dirs
 
 
 def network_parameters(method: Method, dataset: int | str) -> dict | None:

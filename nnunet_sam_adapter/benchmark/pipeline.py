@@ -13,12 +13,12 @@ from pathlib import Path
 
 from nnunet_sam_adapter.benchmark.budget import Budget
 from nnunet_sam_adapter.benchmark.executors import ExecutorOptions, run_specs
-from nnunet_sam_adapter.benchmark.layout import (BenchmarkError, OutputLayout, load_json, load_plans, nnunet_dirs,
-                                                 raw_images_dir, resolve_folds, validation_cases)
+from nnunet_sam_adapter.benchmark.layout import BenchmarkError, OutputLayout, load_plans, resolve_folds
 from nnunet_sam_adapter.benchmark.report import collect_runs, write_outputs
 from nnunet_sam_adapter.benchmark.runner import RunSpec
 from nnunet_sam_adapter.evaluation.postprocessing import with_postprocessed
 from nnunet_sam_adapter.methods import DEFAULT_METHODS, METHODS
+from nnunet_sam_adapter.paths import load_json, nnunet_dirs, raw_images_dir, validation_cases
 
 
 def check_methods(methods, preprocessed: Path) -> None:

@@ -14,8 +14,9 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from nnunet_sam_adapter.benchmark.layout import OutputLayout, load_json
+from nnunet_sam_adapter.benchmark.layout import OutputLayout
 from nnunet_sam_adapter.evaluation.postprocessing import postprocessed_record
+from nnunet_sam_adapter.paths import load_json
 
 
 def run_state(layout: OutputLayout, method: str, fold: int) -> dict:

@@ -116,8 +116,9 @@ def main(argv: list[str] | None = None) -> None:
 
     from nnunet_sam_adapter.benchmark.layout import BenchmarkError
     from nnunet_sam_adapter.evaluation.missing_modalities import MissingModalityError
+    from nnunet_sam_adapter.paths import NnUNetPathError
 
-    with one_line_errors(PROG, extra=(BenchmarkError, MissingModalityError)):
+    with one_line_errors(PROG, extra=(BenchmarkError, MissingModalityError, NnUNetPathError)):
         sys.exit(_run(args, methods, parser))
 
 
@@ -164,10 +165,10 @@ def _run(args, methods, parser) -> int:
 
 def _missing_modalities(args, methods, fold: int, results: dict) -> None:
     """The 15-subset table (evaluation/missing_modalities.py) for the methods trained on every fold."""
-    from nnunet_sam_adapter.benchmark.layout import nnunet_dirs
     from nnunet_sam_adapter.benchmark.pipeline import output_layout
     from nnunet_sam_adapter.evaluation.missing_modalities import evaluate_missing_modalities
     from nnunet_sam_adapter.methods import METHODS
+    from nnunet_sam_adapter.paths import nnunet_dirs
 
     folds = results.get("folds") or [fold]
     _, _, results_dir = nnunet_dirs(args.d)
