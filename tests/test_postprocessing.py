@@ -43,7 +43,7 @@ def test_postprocessing_removes_far_off_blob_and_hd95_drops(tmp_path, monkeypatc
     from types import SimpleNamespace
 
     from nnunet_sam_adapter import paths
-    from nnunet_sam_adapter.benchmark.tables import TABLE1_METHODS, metric_rows
+    from nnunet_sam_adapter.reporting.tables import TABLE1_METHODS, metric_rows
     from nnunet_sam_adapter.evaluation.postprocessing import benchmark_postprocessing, postprocessed_record
 
     gt, validation = _validation_folder(tmp_path)

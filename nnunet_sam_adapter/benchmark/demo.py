@@ -132,7 +132,7 @@ def run_demo(settings: DemoSettings = DemoSettings()) -> DemoReport:
         tqdm.write(f"Note: the demo uses its own nnU-Net folders in {work_dir}; your "
                    f"{', '.join(previous)} {'is' if len(previous) == 1 else 'are'} not touched.")
 
-    from nnunet_sam_adapter.benchmark.budget import Budget
+    from nnunet_sam_adapter.training.budget import Budget
     from nnunet_sam_adapter.benchmark.pipeline import run_benchmark
     from nnunet_sam_adapter.model.checkpoints import default_checkpoint
     from nnunet_sam_adapter.data.conversion import convert_brats

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field, replace
 import submitit
 from tqdm import tqdm
 
-from nnunet_sam_adapter.benchmark.budget import describe_budget
+from nnunet_sam_adapter.training.budget import describe_budget
 from nnunet_sam_adapter.benchmark.layout import OutputLayout
 from nnunet_sam_adapter.benchmark.runner import RunSpec, run_method_fold
 from nnunet_sam_adapter.atomic_io import atomic_write_json

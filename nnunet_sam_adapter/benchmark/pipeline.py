@@ -11,10 +11,10 @@ import os
 from dataclasses import asdict
 from pathlib import Path
 
-from nnunet_sam_adapter.benchmark.budget import Budget
+from nnunet_sam_adapter.training.budget import Budget
 from nnunet_sam_adapter.benchmark.executors import ExecutorOptions, run_specs
 from nnunet_sam_adapter.benchmark.layout import BenchmarkError, OutputLayout, load_plans, resolve_folds
-from nnunet_sam_adapter.benchmark.report import collect_runs, write_outputs
+from nnunet_sam_adapter.benchmark.collect import collect_runs, write_outputs
 from nnunet_sam_adapter.benchmark.runner import RunSpec
 from nnunet_sam_adapter.evaluation.postprocessing import with_postprocessed
 from nnunet_sam_adapter.methods import DEFAULT_METHODS, METHODS
@@ -61,7 +61,7 @@ def run_benchmark(dataset: int | str, methods=DEFAULT_METHODS, fold: int = 0, bu
 
 
 def _base_results(context: dict, dataset: str, folds: list[int], cases: list[str], methods=()) -> dict:
-    from nnunet_sam_adapter.benchmark.parameters import all_network_parameters, sam_description
+    from nnunet_sam_adapter.reporting.parameters import all_network_parameters, sam_description
 
     budget = context["budget"]
     return {"dataset": context["dataset"], "fold": folds[0], "folds": folds, "device": context["device"],
@@ -72,9 +72,9 @@ def _base_results(context: dict, dataset: str, folds: list[int], cases: list[str
 
 def report(layout: OutputLayout, methods, folds: list[int], context: dict, failed: dict) -> dict:
     """Per-fold outputs, then (for several folds or the --folds form) the pooled ones in OUT/crossval."""
-    from nnunet_sam_adapter.benchmark import crossval
-    from nnunet_sam_adapter.benchmark.figures import write_figures
-    from nnunet_sam_adapter.benchmark.tables import write_tables
+    from nnunet_sam_adapter.reporting import crossval
+    from nnunet_sam_adapter.reporting.figures import write_figures
+    from nnunet_sam_adapter.reporting.tables import write_tables
 
     finished, missing = collect_runs(layout, methods, folds)
     dataset = context["dataset"]

@@ -27,7 +27,7 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from nnunet_sam_adapter.benchmark.budget import Budget, trainer_budget
+from nnunet_sam_adapter.training.budget import Budget, trainer_budget
 from nnunet_sam_adapter.benchmark.layout import BenchmarkError, OutputLayout, load_plans, nnunet_run_dir, trainer_class
 from nnunet_sam_adapter.benchmark.reuse import RUN_RECORD, TRAINING_MARKER, RunOnDisk, decide
 from nnunet_sam_adapter.atomic_io import atomic_write_json

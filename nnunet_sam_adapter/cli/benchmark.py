@@ -123,7 +123,7 @@ def main(argv: list[str] | None = None) -> None:
 
 
 def _run(args, methods, parser) -> int:
-    from nnunet_sam_adapter.benchmark.budget import Budget
+    from nnunet_sam_adapter.training.budget import Budget
     from nnunet_sam_adapter.benchmark.executors import ExecutorOptions
     from nnunet_sam_adapter.benchmark.pipeline import run_benchmark
     from nnunet_sam_adapter.benchmark.status import print_status
