@@ -14,11 +14,12 @@ from pathlib import Path
 from nnunet_sam_adapter.training.budget import Budget
 from nnunet_sam_adapter.benchmark.executors import ExecutorOptions, run_specs
 from nnunet_sam_adapter.benchmark.layout import BenchmarkError, OutputLayout, load_plans, resolve_folds
-from nnunet_sam_adapter.benchmark.collect import collect_runs, write_outputs
+from nnunet_sam_adapter.benchmark.collect import collect_runs
 from nnunet_sam_adapter.benchmark.runner import RunSpec
 from nnunet_sam_adapter.evaluation.postprocessing import with_postprocessed
 from nnunet_sam_adapter.methods import DEFAULT_METHODS, METHODS
 from nnunet_sam_adapter.paths import load_json, nnunet_dirs, raw_images_dir, validation_cases
+from nnunet_sam_adapter.reporting.outputs import write_outputs
 
 
 def check_methods(methods, preprocessed: Path) -> None:
