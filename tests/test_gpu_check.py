@@ -6,7 +6,7 @@ import json
 import pytest
 import torch
 
-from nnunet_sam_adapter.benchmark import gpu_check
+from nnunet_sam_adapter.apps import gpu_check
 
 
 @pytest.fixture
