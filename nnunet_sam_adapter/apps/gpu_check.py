@@ -1,4 +1,4 @@
-"""`make gpu-check`: what the first CUDA machine must run, as one command.
+"""`nnUNetv2_sam_gpu_check` (`make gpu-check`): what the first CUDA machine must run, as one command.
 
     1. nnUNetv2_sam_speed at the paper's settings (vit_b, 256x256, batch 24, 6 adapters, random weights)
        -> the GPU section of docs/performance.md (its report: docs/performance_gpu.json)
@@ -17,7 +17,6 @@ the `_debug` trainers, documents written inside the work folder), to test the co
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import platform
@@ -33,7 +32,7 @@ from pathlib import Path
 from nnunet_sam_adapter.methods import METHODS
 
 REAL_DATA_ENV = "NNSAM_REAL_DATA"
-REAL_DATA_CANDIDATES = ("shared/data/real", "../shared/data/real", "/work/shared/data/real")
+REAL_DATA_DEFAULT = "../shared/data/real"  # relative to the current folder (the repository's root)
 # Makefile values for 2-core CPU machines; a GPU run uses nnU-Net's own defaults (compile on).
 CPU_ONLY_ENV = ("nnUNet_compile", "nnUNet_n_proc_DA", "nnUNet_def_n_proc")
 TRAINED = ("ours", "early_fusion", "nnunet_2d")
@@ -64,14 +63,17 @@ class Step:
     env: dict = field(default_factory=dict)
 
 
+def default_real_data() -> str:
+    """$NNSAM_REAL_DATA, else ../shared/data/real (relative to the current folder)."""
+    return os.environ.get(REAL_DATA_ENV) or REAL_DATA_DEFAULT
+
+
 def find_real_data(explicit: str | None) -> Path:
-    """--data, else $NNSAM_REAL_DATA, else shared/data/real beside or above the repository."""
-    candidates = [explicit] if explicit else ([os.environ[REAL_DATA_ENV]] if os.environ.get(REAL_DATA_ENV)
-                                              else list(REAL_DATA_CANDIDATES))
-    for candidate in candidates:
-        if Path(candidate).is_dir():
-            return Path(candidate).resolve()
-    raise GpuCheckError(f"real BraTS data not found at {', '.join(candidates)}: pass --data PATH or set "
+    """--data, else `default_real_data()`; the folder must exist."""
+    candidate = explicit or default_real_data()
+    if Path(candidate).is_dir():
+        return Path(candidate).resolve()
+    raise GpuCheckError(f"real BraTS data not found at {candidate}: pass --data PATH or set "
                         f"{REAL_DATA_ENV} (the folder of shared/data/real, see its README)")
 
 
@@ -242,6 +244,17 @@ def gpu_check_page(machine: dict, settings: GpuCheckSettings, rows: list[dict]) 
     return "\n".join(lines)
 
 
+def dry_run_lines(settings: GpuCheckSettings) -> list[str]:
+    """The plan as `--dry-run` prints it, after checking that every trainer it names exists."""
+    steps = gpu_check_plan(settings)
+    lines = [f"[{i}] {step.name}: {' '.join(step.argv)}" for i, step in enumerate(steps, 1)]
+    check_trainers(steps)
+    kept = "set to the Makefile's CPU values" if settings.cpu_smoke else "unset: nnU-Net's defaults, compile on"
+    lines.append(f"environment: nnUNet_raw/_preprocessed/_results in {settings.work_dir}, nnUNet_extTrainer = "
+                 f"{nnunet_env(settings)['nnUNet_extTrainer']}; {', '.join(CPU_ONLY_ENV)} {kept}")
+    return lines
+
+
 def run_gpu_check(settings: GpuCheckSettings, progress=print) -> Path:
     """Runs every step (speed, data, training) and writes docs/gpu_check.md -> its path."""
     from nnunet_sam_adapter.atomic_io import atomic_write_text
@@ -265,39 +278,3 @@ def run_gpu_check(settings: GpuCheckSettings, progress=print) -> Path:
     page = docs_dir / "gpu_check.md"
     atomic_write_text(page, gpu_check_page(describe_machine(), settings, rows))
     return page
-
-
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="make gpu-check", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--data", default=None, help=f"shared/data/real (default: ${REAL_DATA_ENV}, "
-                        f"else {', '.join(REAL_DATA_CANDIDATES)})")
-    parser.add_argument("--work", default="gpu_check_output", help="work folder (nnU-Net folders, logs)")
-    parser.add_argument("--docs", default="docs", help="where performance.md and gpu_check.md are written")
-    parser.add_argument("-d", "--dataset-id", type=int, default=501)
-    parser.add_argument("--sam-checkpoint", default=None, help="sam_vit_b_01ec64.pth: also train ours with vit_b")
-    mode = parser.add_mutually_exclusive_group()
-    mode.add_argument("--dry-run", action="store_true", help="print the plan and check its inputs, run nothing")
-    mode.add_argument("--cpu-smoke", action="store_true", help="run the plan on the CPU with a tiny budget")
-    args = parser.parse_args(argv)
-    try:
-        settings = GpuCheckSettings(find_real_data(args.data), Path(args.work), Path(args.docs), args.dataset_id,
-                                    args.sam_checkpoint, args.cpu_smoke)
-        if args.sam_checkpoint and not Path(args.sam_checkpoint).is_file():
-            raise GpuCheckError(f"--sam-checkpoint {args.sam_checkpoint}: no such file")
-        if args.dry_run:
-            for i, step in enumerate(gpu_check_plan(settings), 1):
-                print(f"[{i}] {step.name}: {' '.join(step.argv)}")
-            check_trainers(gpu_check_plan(settings))
-            kept = "set to the Makefile's CPU values" if settings.cpu_smoke else "unset: nnU-Net's defaults, compile on"
-            print(f"environment: nnUNet_raw/_preprocessed/_results in {settings.work_dir}, nnUNet_extTrainer = "
-                  f"{nnunet_env(settings)['nnUNet_extTrainer']}; {', '.join(CPU_ONLY_ENV)} {kept}")
-            return 0
-        print(f"written: {run_gpu_check(settings)}")
-        return 0
-    except GpuCheckError as error:
-        print(f"gpu-check: {error}", file=sys.stderr)
-        return 1
-
-
-if __name__ == "__main__":
-    sys.exit(main())
