@@ -133,7 +133,7 @@ def run_demo(settings: DemoSettings = DemoSettings()) -> DemoReport:
                    f"{', '.join(previous)} {'is' if len(previous) == 1 else 'are'} not touched.")
 
     from nnunet_sam_adapter.training.budget import Budget
-    from nnunet_sam_adapter.benchmark.pipeline import run_benchmark
+    from nnunet_sam_adapter.benchmark.pipeline import BenchmarkSettings, run_benchmark
     from nnunet_sam_adapter.model.checkpoints import default_checkpoint
     from nnunet_sam_adapter.data.conversion import convert_brats
 
@@ -157,10 +157,10 @@ def run_demo(settings: DemoSettings = DemoSettings()) -> DemoReport:
     # Training: augmentation in-process; a background worker would cost a torch import and compete
     # with the training threads on 2 cores.
     os.environ["nnUNet_n_proc_DA"] = "0"
-    results = step("benchmark", lambda: run_benchmark(
-        settings.dataset_id, settings.methods, fold=0, budget=Budget(settings.epochs, settings.iterations),
+    results = step("benchmark", lambda: run_benchmark(BenchmarkSettings(
+        settings.dataset_id, tuple(settings.methods), fold=0, budget=Budget(settings.epochs, settings.iterations),
         output_dir=work_dir / "benchmark", device=settings.device, mirroring=False, overlay_cases=2,
-        num_processes=1))
+        num_processes=1)))
     steps.close()
     tables_md = Path(results["tables"]["tables.md"]).read_text()
     report = DemoReport(tables_md, {**results["tables"], **results["figures"]}, settings.backbone,
