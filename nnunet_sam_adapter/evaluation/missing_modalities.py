@@ -43,7 +43,6 @@ PROTOCOLS = ("volume", "slice")
 # One row per subset, fewest modalities first (as in the RFNet / mmFormer / DeMoSeg tables).
 SUBSETS: tuple[tuple[str, ...], ...] = tuple(
     subset for k in range(1, len(MODALITIES) + 1) for subset in itertools.combinations(MODALITIES, k))
-FULL_SET = tuple(MODALITIES)
 
 
 class MissingModalityError(RuntimeError):
