@@ -13,6 +13,7 @@ import json
 import os
 from pathlib import Path
 
+NNUNET_FOLDER_VARS = ("nnUNet_raw", "nnUNet_preprocessed", "nnUNet_results")  # nnU-Net's folders (env vars)
 SPLITS_FILE = "splits_final.json"
 
 

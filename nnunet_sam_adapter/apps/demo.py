@@ -24,7 +24,7 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-NNUNET_FOLDERS = ("nnUNet_raw", "nnUNet_preprocessed", "nnUNet_results")
+from nnunet_sam_adapter.paths import NNUNET_FOLDER_VARS, trainer_dir
 
 
 @dataclass(frozen=True)
@@ -51,10 +51,8 @@ class DemoSettings:
 
 def use_demo_folders(work_dir: Path) -> dict[str, str]:
     """Point nnU-Net's env vars into `work_dir` (this process only); returns the user's previous values."""
-    from nnunet_sam_adapter.paths import trainer_dir
-
-    previous = {name: os.environ[name] for name in NNUNET_FOLDERS if name in os.environ}
-    for name in NNUNET_FOLDERS:
+    previous = {name: os.environ[name] for name in NNUNET_FOLDER_VARS if name in os.environ}
+    for name in NNUNET_FOLDER_VARS:
         (work_dir / name).mkdir(parents=True, exist_ok=True)
         os.environ[name] = str((work_dir / name).resolve())
     os.environ["nnUNet_extTrainer"] = trainer_dir()

@@ -30,6 +30,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from nnunet_sam_adapter.methods import METHODS
+from nnunet_sam_adapter.paths import NNUNET_FOLDER_VARS, results_folder_name, trainer_dir
 
 REAL_DATA_ENV = "NNSAM_REAL_DATA"
 REAL_DATA_DEFAULT = "../shared/data/real"  # relative to the current folder (the repository's root)
@@ -152,10 +153,8 @@ def check_trainers(steps: list[Step]) -> None:
 def nnunet_env(settings: GpuCheckSettings) -> dict[str, str]:
     """The environment of every step: nnU-Net's folders in the work folder, our trainers findable; on
     CUDA nnU-Net's defaults (the Makefile's CPU settings removed), on CPU the Makefile's values."""
-    from nnunet_sam_adapter.paths import trainer_dir
-
     env = dict(os.environ)
-    for name in ("nnUNet_raw", "nnUNet_preprocessed", "nnUNet_results"):
+    for name in NNUNET_FOLDER_VARS:
         env[name] = str((settings.work_dir / name).resolve())
     env["nnUNet_extTrainer"] = trainer_dir()
     if settings.cpu_smoke:
@@ -186,7 +185,8 @@ def training_result(step: Step, settings: GpuCheckSettings) -> dict:
     """Seconds per epoch (nnU-Net's 'Epoch time' log lines) and the validation Dice nnU-Net computed at
     the end of training (fold_0/validation/summary.json, mean over foreground labels)."""
     results = settings.work_dir / "nnUNet_results"
-    folders = sorted(results.glob(f"Dataset{step.dataset_id:03d}_*/{step.trainer}__{step.plans}__2d/fold_0"))
+    model = results_folder_name(step.trainer, step.plans, "2d")
+    folders = sorted(results.glob(f"Dataset{step.dataset_id:03d}_*/{model}/fold_0"))
     if not folders:
         raise GpuCheckError(f"step '{step.name}': no fold_0 results under {results}")
     fold = folders[0]

@@ -1,4 +1,5 @@
-"""Where the benchmark reads and writes: nnU-Net's folders (plans, splits, run folders) and the output tree.
+"""Where the benchmark reads and writes: each method's plans and run folder, nnU-Net's splits (written once,
+before any job) and the output tree. nnU-Net's folders and identifiers themselves are in `paths.py`.
 
 Output tree of a cross-validation (`--folds`), OUT = -o or $nnUNet_results/DATASET/sam_benchmark:
 
