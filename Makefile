@@ -8,7 +8,7 @@ export nnUNet_n_proc_DA ?= 2
 export nnUNet_def_n_proc ?= 2
 export nnUNet_compile ?= false
 
-.PHONY: install demo test speed gpu-check clean
+.PHONY: install demo test test-all test-precision speed gpu-check clean
 
 install: $(STAMP)
 
@@ -21,8 +21,21 @@ $(STAMP): setup.cfg pyproject.toml
 demo: $(STAMP)
 	$(BIN)/nnUNetv2_sam_demo
 
+# `make test`: the fast suite (<= 10 min of pytest on 2 cores). `make test-all`: everything, the end-to-end
+# trainings, SLURM, compile, DDP and mixed-precision tests included (CI runs both, and test-precision).
+HEAVY := slow or slurm or compile or ddp or mixed_precision
+PYTEST_ARGS ?= --durations=20
 test: $(STAMP)
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -m "not ($(HEAVY))" $(PYTEST_ARGS)
+
+test-all: $(STAMP)
+	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
+
+# The tests that compare network outputs, once as a CPU with native bf16 (bf16 autocast by default) and
+# once as one without (fp32), whatever this CPU is (model/execution.py, NNSAM_CPU_NATIVE_BF16).
+test-precision: $(STAMP)
+	NNSAM_CPU_NATIVE_BF16=1 $(BIN)/python -m pytest -q -m numerics $(PYTEST_ARGS)
+	NNSAM_CPU_NATIVE_BF16=0 $(BIN)/python -m pytest -q -m numerics $(PYTEST_ARGS)
 
 speed: $(STAMP)
 	$(BIN)/nnUNetv2_sam_speed --docs docs/performance.md

@@ -1,6 +1,8 @@
-"""THE registry of methods: name -> label, nnU-Net trainer, plans, configuration (as segment-anything's
-`sam_model_registry` maps a variant name to its builder). Everything else (benchmark, tables, speed,
-parameter counts, trainers) reads the names and labels from here.
+"""THE registry of methods: name -> one `Method` entry (as segment-anything's `sam_model_registry` maps a
+variant name to its builder). Every list of methods elsewhere (the benchmark's default set, the tables'
+rows, the statistics' references, the demo's and the GPU check's trainings, the speed benchmark's
+networks, the `_short` / `_debug` trainers) is derived from these entries by `method_names` /
+`table_methods`; the trainer class (trainers/) is the only other place that names a method.
 
     ours            SAMCrossModalNetwork (T1-based + T2-based streams, cross-modality adapters)
     early_fusion    all four channels -> 3 -> one SAM (paper Fig. 3 / Table 1 "Early fusion", Table 2 "SAM")
@@ -18,6 +20,7 @@ parameter counts, trainers) reads the names and labels from here.
     ours_concat, ours_refine
                     the ablation of ours: one change each (ABLATIONS, docs/results_real_proxy.md)
 
+Adding a method = one entry below + one trainer class in trainers/ (README, "Adding a method").
 Every SAM method reads the same SAM 2d configuration (written by the SAM planner): backbone, input
 size and the dataset's modality channels, so they differ only in what the paper varies. This module
 imports no torch at import time (the CLIs read the registry before deciding to load anything).
@@ -41,11 +44,17 @@ _SAM_TRAINERS = "nnunet_sam_adapter.trainers.sam_trainers."
 _MONAI_TRAINERS = "nnunet_sam_adapter.trainers.monai_baseline_trainers."
 _STOCK_TRAINER = "nnunetv2.training.nnUNetTrainer.nnUNetTrainer.nnUNetTrainer"
 _MISSING_TRAINERS = "nnunet_sam_adapter.trainers.missing_modality_trainers."
+_ABLATION_TRAINERS = "nnunet_sam_adapter.trainers.ablation_trainers."
+
+# The budget variants of every registered trainer (trainers/sam_trainers_short.py makes them):
+# <Trainer>_<suffix> = (epochs, iterations per epoch, validation iterations per epoch).
+BUDGETS = {"short": (10, 10, 3), "debug": (2, 4, 2)}
+TABLES = ("table1", "table2", "ablation")
 
 
 @dataclass(frozen=True)
 class Method:
-    """One method of the paper's tables: an nnU-Net trainer on a plans configuration."""
+    """One method: an nnU-Net trainer on a plans configuration, and where the benchmark uses it."""
 
     name: str
     label: str
@@ -54,6 +63,13 @@ class Method:
     configuration: str
     deep_supervision: bool = False  # what the trainer builds its network with
     network_options: dict = field(default_factory=dict)  # SAMCrossModalNetwork kwargs over the plans' ones
+    is_sam: bool = False       # a SAM network (otherwise stock nnU-Net or MONAI)
+    cross_modal: bool = False  # build_method_network builds SAMCrossModalNetwork(**network_options) for it
+    default: bool = False      # in the benchmark's default set (the paper's methods); the others are optional
+    reference: bool = False    # the paired statistics compare it with every other method
+    quick: bool = False        # trained by the demo and `make gpu-check`, timed by the speed benchmark
+    tables: tuple[str, ...] = ()  # the TABLES with a row for it
+    table_row: int = 0         # rows are ordered by this, then by registry order (the paper's row order)
 
     @property
     def trainer_name(self) -> str:
@@ -65,58 +81,101 @@ class Method:
         return results_folder_name(self.trainer_name, self.plans, self.configuration)
 
     @property
-    def is_sam(self) -> bool:
-        return self.name in SAM_METHODS or self.name in VARIANT_METHODS or self.name in ABLATIONS
+    def budget_variants(self) -> dict[str, tuple[int, int, int]]:
+        """{class name of each budget variant of the trainer: (epochs, iterations, validation iterations)}."""
+        return {f"{self.trainer_name}_{suffix}": budget for suffix, budget in BUDGETS.items()}
 
 
 # What ours_plus changes on the paper's network (same plans): see docs/method.md.
 OURS_PLUS_OPTIONS = {"adapter_depth": "all", "refine_head": True}
 
-# The ablation of ours (issue #13): method -> (label, trainer class, what it changes on the network).
-# Each changes one thing; ours_lr_1e-2 changes the trainer's learning rate (its trainer class says so).
-ABLATIONS: dict[str, tuple[str, str, dict]] = {
-    "ours_adapters_0": ("Ours, no adapters (n = 0)", "SAMCrossModalNoAdaptersTrainer", {"adapter_depth": 0}),
-    "ours_adapters_all": ("Ours, adapters after every block", "SAMCrossModalAllAdaptersTrainer",
-                          {"adapter_depth": "all"}),
-    "ours_frozen_stems": ("Ours, 1x1 stems frozen", "SAMCrossModalFrozenStemsTrainer", {"trainable_stems": False}),
-    "ours_adapter_init_default": ("Ours, adapters at PyTorch's default init", "SAMCrossModalDefaultInitTrainer",
-                                  {"adapter_init": "default"}),
-    "ours_lr_1e-2": ("Ours, learning rate 1e-2 (nnU-Net's initial lr)", "SAMCrossModalLR1e2Trainer", {}),
-    "ours_concat": ("Ours, embeddings concatenated (1x1 conv) instead of summed", "SAMCrossModalConcatTrainer",
-                    {"embedding_fusion": "concat"}),
-    "ours_refine": ("Ours + full-resolution refinement head", "SAMCrossModalRefineTrainer", {"refine_head": True}),
-}
-_ABLATION_TRAINERS = "nnunet_sam_adapter.trainers.ablation_trainers."
+# Table rows, in the paper's order: single modalities, other baselines, early fusion (= "SAM"), nnU-Net,
+# ours, the ablation of ours, ours_plus.
+_MODALITY_ROW, _BASELINE_ROW, _EARLY_FUSION_ROW, _NNUNET_ROW, _OURS_ROW, _ABLATION_ROW, _PLUS_ROW = range(7)
+_SAM = {"plans": SAM_PLANS_NAME, "configuration": "2d", "is_sam": True}
+_STOCK_2D = {"plans": STOCK_PLANS_NAME, "configuration": "2d"}
+
+
+def _ablation(name: str, label: str, trainer: str, options: dict) -> Method:
+    """ours with one change (issue #13): a row of the ablation table only."""
+    return Method(name, label, _ABLATION_TRAINERS + trainer, **_SAM, cross_modal=True, network_options=options,
+                  tables=("ablation",), table_row=_ABLATION_ROW)
+
 
 METHODS: dict[str, Method] = {m.name: m for m in (
-    Method("ours", "Ours (cross-modality adapters)", _SAM_TRAINERS + "SAMCrossModalTrainer", SAM_PLANS_NAME, "2d"),
-    Method("ours_plus", "Ours+ (beyond the paper)", _SAM_TRAINERS + "SAMCrossModalPlusTrainer", SAM_PLANS_NAME,
-           "2d", network_options=OURS_PLUS_OPTIONS),
-    Method("early_fusion", "SAM, early fusion", _SAM_TRAINERS + "SAMEarlyFusionTrainer", SAM_PLANS_NAME, "2d"),
-    Method("T1", "SAM, T1 only", _SAM_TRAINERS + "SAMSingleModalityT1Trainer", SAM_PLANS_NAME, "2d"),
-    Method("T1ce", "SAM, T1ce only", _SAM_TRAINERS + "SAMSingleModalityT1ceTrainer", SAM_PLANS_NAME, "2d"),
-    Method("T2", "SAM, T2 only", _SAM_TRAINERS + "SAMSingleModalityT2Trainer", SAM_PLANS_NAME, "2d"),
-    Method("FLAIR", "SAM, FLAIR only", _SAM_TRAINERS + "SAMSingleModalityFLAIRTrainer", SAM_PLANS_NAME, "2d"),
-    Method("nnunet_2d", "nnU-Net 2d", _STOCK_TRAINER, STOCK_PLANS_NAME, "2d", deep_supervision=True),
+    Method("ours", "Ours (cross-modality adapters)", _SAM_TRAINERS + "SAMCrossModalTrainer", **_SAM,
+           cross_modal=True, default=True, reference=True, quick=True, tables=("table1", "table2", "ablation"),
+           table_row=_OURS_ROW),
+    Method("ours_plus", "Ours+ (beyond the paper)", _SAM_TRAINERS + "SAMCrossModalPlusTrainer", **_SAM,
+           cross_modal=True, network_options=OURS_PLUS_OPTIONS, reference=True, tables=("table1", "table2", "ablation"),
+           table_row=_PLUS_ROW),
+    Method("early_fusion", "SAM, early fusion", _SAM_TRAINERS + "SAMEarlyFusionTrainer", **_SAM, default=True,
+           quick=True, tables=("table1", "table2"), table_row=_EARLY_FUSION_ROW),
+    Method("T1", "SAM, T1 only", _SAM_TRAINERS + "SAMSingleModalityT1Trainer", **_SAM, default=True,
+           tables=("table1",), table_row=_MODALITY_ROW),
+    Method("T1ce", "SAM, T1ce only", _SAM_TRAINERS + "SAMSingleModalityT1ceTrainer", **_SAM, default=True,
+           tables=("table1",), table_row=_MODALITY_ROW),
+    Method("T2", "SAM, T2 only", _SAM_TRAINERS + "SAMSingleModalityT2Trainer", **_SAM, default=True,
+           tables=("table1",), table_row=_MODALITY_ROW),
+    Method("FLAIR", "SAM, FLAIR only", _SAM_TRAINERS + "SAMSingleModalityFLAIRTrainer", **_SAM, default=True,
+           tables=("table1",), table_row=_MODALITY_ROW),
+    Method("nnunet_2d", "nnU-Net 2d", _STOCK_TRAINER, **_STOCK_2D, deep_supervision=True, default=True, quick=True,
+           tables=("table2",), table_row=_NNUNET_ROW),
     Method("nnunet_3d_fullres", "nnU-Net 3d_fullres", _STOCK_TRAINER, STOCK_PLANS_NAME, "3d_fullres",
-           deep_supervision=True),
-    Method("swinunetr_2d", "MONAI SwinUNETR 2D", _MONAI_TRAINERS + "MONAISwinUNETR2DTrainer", STOCK_PLANS_NAME, "2d"),
-    Method("unetr_2d", "MONAI UNETR 2D", _MONAI_TRAINERS + "MONAIUNETR2DTrainer", STOCK_PLANS_NAME, "2d"),
+           deep_supervision=True, tables=("table2",), table_row=_NNUNET_ROW),
+    Method("swinunetr_2d", "MONAI SwinUNETR 2D", _MONAI_TRAINERS + "MONAISwinUNETR2DTrainer", **_STOCK_2D,
+           tables=("table2",), table_row=_BASELINE_ROW),
+    Method("unetr_2d", "MONAI UNETR 2D", _MONAI_TRAINERS + "MONAIUNETR2DTrainer", **_STOCK_2D,
+           tables=("table2",), table_row=_BASELINE_ROW),
     # Trained with modality dropout (training/modality_dropout.py) for missing modalities at inference.
     Method("ours_missing", "Ours + modality dropout", _MISSING_TRAINERS + "SAMCrossModalMissingModalityTrainer",
-           SAM_PLANS_NAME, "2d"),
+           **_SAM, cross_modal=True),
     Method("early_fusion_missing", "SAM, early fusion + modality dropout",
-           _MISSING_TRAINERS + "SAMEarlyFusionMissingModalityTrainer", SAM_PLANS_NAME, "2d"),
+           _MISSING_TRAINERS + "SAMEarlyFusionMissingModalityTrainer", **_SAM),
     Method("nnunet_2d_missing", "nnU-Net 2d + modality dropout", _MISSING_TRAINERS + "nnUNetTrainerMissingModality",
-           STOCK_PLANS_NAME, "2d", deep_supervision=True),
-    *(Method(name, label, _ABLATION_TRAINERS + trainer, SAM_PLANS_NAME, "2d", network_options=options)
-      for name, (label, trainer, options) in ABLATIONS.items()),
+           **_STOCK_2D, deep_supervision=True),
+    _ablation("ours_adapters_0", "Ours, no adapters (n = 0)", "SAMCrossModalNoAdaptersTrainer", {"adapter_depth": 0}),
+    _ablation("ours_adapters_all", "Ours, adapters after every block", "SAMCrossModalAllAdaptersTrainer",
+              {"adapter_depth": "all"}),
+    _ablation("ours_frozen_stems", "Ours, 1x1 stems frozen", "SAMCrossModalFrozenStemsTrainer",
+              {"trainable_stems": False}),
+    _ablation("ours_adapter_init_default", "Ours, adapters at PyTorch's default init",
+              "SAMCrossModalDefaultInitTrainer", {"adapter_init": "default"}),
+    # changes the trainer's learning rate (its trainer class says so), not the network
+    _ablation("ours_lr_1e-2", "Ours, learning rate 1e-2 (nnU-Net's initial lr)", "SAMCrossModalLR1e2Trainer", {}),
+    _ablation("ours_concat", "Ours, embeddings concatenated (1x1 conv) instead of summed",
+              "SAMCrossModalConcatTrainer", {"embedding_fusion": "concat"}),
+    _ablation("ours_refine", "Ours + full-resolution refinement head", "SAMCrossModalRefineTrainer",
+              {"refine_head": True}),
 )}
-SAM_METHODS = ("ours", "early_fusion", *MODALITIES)
-VARIANT_METHODS = ("ours_plus",)  # SAM networks beyond the paper (optional in the benchmark)
-CROSS_MODAL_METHODS = ("ours", *VARIANT_METHODS, *ABLATIONS)  # SAMCrossModalNetwork + their network_options
-DEFAULT_METHODS = (*SAM_METHODS, "nnunet_2d")
-OPTIONAL_METHODS = tuple(name for name in METHODS if name not in DEFAULT_METHODS)
+
+
+def method_names(**fields) -> tuple[str, ...]:
+    """Names of the registered methods whose fields have these values, in registry order
+    (e.g. `method_names(default=True)`)."""
+    return tuple(name for name, method in METHODS.items()
+                 if all(getattr(method, key) == value for key, value in fields.items()))
+
+
+def table_methods(table: str) -> tuple[str, ...]:
+    """The methods with a row in `table` (one of TABLES), in row order."""
+    return tuple(sorted((name for name, method in METHODS.items() if table in method.tables),
+                        key=lambda name: METHODS[name].table_row))
+
+
+def ablations() -> tuple[str, ...]:
+    """The ablation of ours: the ablation table's rows other than the references (ours, ours_plus)."""
+    return tuple(name for name in table_methods("ablation") if not METHODS[name].reference)
+
+
+DEFAULT_METHODS = method_names(default=True)
+OPTIONAL_METHODS = method_names(default=False)
+SAM_METHODS = method_names(is_sam=True, default=True)  # the paper's SAM methods
+REFERENCE_METHODS = method_names(reference=True)       # the paper's method, then the variant beyond it
+VARIANT_METHODS = method_names(reference=True, default=False)  # beyond the paper
+CROSS_MODAL_METHODS = method_names(cross_modal=True)
+QUICK_METHODS = method_names(quick=True)
+ABLATIONS = ablations()
 
 
 class SAMPlansError(ValueError):
@@ -140,7 +199,7 @@ def build_method_network(method: str, configuration: dict, num_input_channels: i
 
     settings = sam_settings(configuration, plans_name)
     arch_kwargs = dict(configuration["architecture"]["arch_kwargs"])
-    if method in CROSS_MODAL_METHODS:
+    if method in method_names(cross_modal=True):
         options = METHODS[method].network_options
         return SAMCrossModalNetwork(num_input_channels, num_outputs, **{**arch_kwargs, **options})
     if method == "early_fusion":
@@ -149,7 +208,7 @@ def build_method_network(method: str, configuration: dict, num_input_channels: i
         channels = [settings["modality_channels"][method]]
     else:
         raise ValueError(f"unknown method {method!r} for a SAM network; expected one of "
-                         f"{', '.join((*SAM_METHODS, *CROSS_MODAL_METHODS[1:]))}")
+                         f"{', '.join(dict.fromkeys((*SAM_METHODS, *method_names(cross_modal=True))))}")
     # The cross-modal kwargs (adapters, streams) do not apply to a single stream; the rest (backbone,
     # input size, execution options) are shared so the methods differ only in what the paper varies.
     accepted = inspect.signature(SAMSingleStreamNetwork).parameters

@@ -17,3 +17,29 @@ os.environ["PATH"] = str(Path(sys.executable).parent) + os.pathsep + os.environ.
 # `slurm_cluster` fixture for SLURM tests: runs them on the local cluster, fails them under CI=true when
 # it is down, skips them elsewhere (tests/slurm_cluster.py).
 from slurm_cluster import slurm_cluster  # noqa: E402,F401
+
+
+# Heavy groups that `make test` leaves to `make test-all` (setup.cfg declares the markers). They are set
+# here, from the module or the fixture a test uses, so a new test in these files cannot escape its group.
+HEAVY_MODULES = {
+    "test_compile": "compile",                          # dynamo graphs + compiled fwd/bwd
+    "test_ddp": "ddp",                                  # two gloo ranks in subprocesses
+    "test_mixed_precision_training": "mixed_precision",  # short trainings in two precisions
+}
+# Tests that compare network outputs: `make test-precision` runs them as a CPU with and without native
+# bf16 ($NNSAM_CPU_NATIVE_BF16), whichever this CPU is; each pins its precision or uses its tolerance.
+NUMERICS_MODULES = {"test_network", "test_ablation", "test_variant", "test_execution", "test_compile", "test_ddp",
+                    "test_mixed_precision_training"}
+
+
+def pytest_collection_modifyitems(config, items):
+    import pytest
+
+    for item in items:
+        module = item.module.__name__.rsplit(".", 1)[-1]
+        if module in HEAVY_MODULES:
+            item.add_marker(getattr(pytest.mark, HEAVY_MODULES[module]))
+        if module in NUMERICS_MODULES:
+            item.add_marker(pytest.mark.numerics)
+        if "slurm_cluster" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.slurm)

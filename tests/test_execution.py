@@ -67,6 +67,7 @@ def test_network_sdpa_equals_sam_attention_outputs_and_grads():
 
 
 def test_auto_resolution(monkeypatch):
+    monkeypatch.delenv(execution.NATIVE_BF16_OVERRIDE_ENV, raising=False)  # the CPU flags decide here
     cpu, cuda, mps = torch.device("cpu"), torch.device("cuda"), torch.device("mps")
     assert execution.resolve_attention("auto", cuda) == "sdpa"
     assert execution.resolve_attention("auto", cpu) == "sam" == execution.resolve_attention("auto", mps)
@@ -86,6 +87,21 @@ def test_auto_resolution(monkeypatch):
     assert execution.resolve_autocast("auto", mps) is None
     assert not execution.resolve_compile("auto", cpu) and not execution.resolve_compile("auto", cuda)
     assert execution.resolve_compile("on", cpu)
+
+
+def test_native_bf16_override_decides_the_cpu_default(monkeypatch):
+    """$NNSAM_CPU_NATIVE_BF16 lets one machine run the suite as a CPU with and without native bf16."""
+    cpu = torch.device("cpu")
+    monkeypatch.setattr(execution, "cpu_flags", lambda: frozenset({"avx2"}))
+    monkeypatch.setenv(execution.NATIVE_BF16_OVERRIDE_ENV, "1")
+    assert execution.resolve_autocast("auto", cpu) is torch.bfloat16
+    assert SAMCrossModalNetwork(4, 2, "tiny", 32, 1).execution_plan("cpu")["autocast"] == "bf16"
+    monkeypatch.setattr(execution, "cpu_flags", lambda: frozenset({"avx512_bf16"}))
+    monkeypatch.setenv(execution.NATIVE_BF16_OVERRIDE_ENV, "0")
+    assert execution.resolve_autocast("auto", cpu) is None
+    monkeypatch.setenv(execution.NATIVE_BF16_OVERRIDE_ENV, "yes")
+    with pytest.raises(ValueError, match="NNSAM_CPU_NATIVE_BF16 must be 1 or 0"):
+        execution.resolve_autocast("auto", cpu)
 
 
 @pytest.mark.parametrize("cls", [SAMCrossModalNetwork, SAMSingleStreamNetwork])

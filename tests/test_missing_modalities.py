@@ -31,7 +31,7 @@ PHANTOM = {"shape_zyx": (12, 64, 64), "misalign": False}
 # passes in the 16 predictions of each validation case.
 TRAINER = "SAMCrossModalMissingModalityTrainer_debugNoMirroring"
 TRAINER_MODULE = """
-from nnunet_sam_adapter.trainers.missing_modality_trainers import SAMCrossModalMissingModalityTrainer_debug
+from nnunet_sam_adapter.trainers.sam_trainers_short import SAMCrossModalMissingModalityTrainer_debug
 
 
 class SAMCrossModalMissingModalityTrainer_debugNoMirroring(SAMCrossModalMissingModalityTrainer_debug):

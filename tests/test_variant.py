@@ -7,9 +7,10 @@ from nnunet_sam_adapter.model.network import SAMCrossModalNetwork
 
 
 def _pair():
+    """fp32 pinned: "starts as the paper's network" is exact in fp32, whatever the CPU's autocast default."""
     torch.manual_seed(0)
-    paper = SAMCrossModalNetwork(4, 2, backbone="tiny", input_size=32, adapter_depth=2)
-    plus = SAMCrossModalNetwork(4, 2, backbone="tiny", input_size=32, **OURS_PLUS_OPTIONS)
+    paper = SAMCrossModalNetwork(4, 2, backbone="tiny", input_size=32, adapter_depth=2, autocast="off")
+    plus = SAMCrossModalNetwork(4, 2, backbone="tiny", input_size=32, autocast="off", **OURS_PLUS_OPTIONS)
     missing, unexpected = plus.load_state_dict(paper.state_dict(), strict=False)
     assert not unexpected and all(k.startswith(("adapters.", "refine.")) for k in missing)
     return paper, plus

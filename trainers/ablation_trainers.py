@@ -8,8 +8,8 @@
     SAMCrossModalConcatTrainer         the two embeddings concatenated + 1x1 conv instead of summed
     SAMCrossModalRefineTrainer         + the full-resolution refinement head of ours_plus (decoder resolution)
 
-Each trainer only names its method; the network change is the method's `network_options` in
-nnunet_sam_adapter.methods.ABLATIONS (the one place it is written), read by `build_method_network`.
+Each trainer only names its method; the network change is the `network_options` of the method's entry
+in nnunet_sam_adapter.methods.METHODS (the one place it is written), read by `build_method_network`.
 `nnUNetv2_train ID 2d 0 -tr SAMCrossModalNoAdaptersTrainer -p nnUNetSAMPlans` works as for ours.
 """
 

@@ -6,7 +6,7 @@ counterparts; only the training transforms differ, so the comparison with and wi
     SAMEarlyFusionMissingModalityTrainer    SAM early fusion                  -p nnUNetSAMPlans
     nnUNetTrainerMissingModality            stock nnU-Net                     -p nnUNetPlans
 
-plus `<Trainer>_debug` (2 epochs x 4 iterations) and `<Trainer>_short` (10 x 10) as in sam_trainers_short.
+plus `<Trainer>_debug` (2 epochs x 4 iterations) and `<Trainer>_short` (10 x 10), made in sam_trainers_short.
 """
 
 from __future__ import annotations
@@ -15,7 +15,6 @@ from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
 
 from nnunet_sam_adapter.training.modality_dropout import ModalityDropoutTrainerMixin
 from nnunet_sam_adapter.trainers.sam_trainers import SAMCrossModalTrainer, SAMEarlyFusionTrainer
-from nnunet_sam_adapter.trainers.sam_trainers_short import DebugBudget, ShortBudget
 
 
 class SAMCrossModalMissingModalityTrainer(ModalityDropoutTrainerMixin, SAMCrossModalTrainer):
@@ -29,26 +28,3 @@ class SAMEarlyFusionMissingModalityTrainer(ModalityDropoutTrainerMixin, SAMEarly
 class nnUNetTrainerMissingModality(ModalityDropoutTrainerMixin, nnUNetTrainer):
     """Stock nnU-Net, trained with modality dropout."""
 
-
-class SAMCrossModalMissingModalityTrainer_debug(DebugBudget, SAMCrossModalMissingModalityTrainer):
-    """SAMCrossModalMissingModalityTrainer, 2 epochs x 4 iterations."""
-
-
-class SAMCrossModalMissingModalityTrainer_short(ShortBudget, SAMCrossModalMissingModalityTrainer):
-    """SAMCrossModalMissingModalityTrainer, 10 epochs x 10 iterations."""
-
-
-class SAMEarlyFusionMissingModalityTrainer_debug(DebugBudget, SAMEarlyFusionMissingModalityTrainer):
-    """SAMEarlyFusionMissingModalityTrainer, 2 epochs x 4 iterations."""
-
-
-class SAMEarlyFusionMissingModalityTrainer_short(ShortBudget, SAMEarlyFusionMissingModalityTrainer):
-    """SAMEarlyFusionMissingModalityTrainer, 10 epochs x 10 iterations."""
-
-
-class nnUNetTrainerMissingModality_debug(DebugBudget, nnUNetTrainerMissingModality):
-    """nnUNetTrainerMissingModality, 2 epochs x 4 iterations."""
-
-
-class nnUNetTrainerMissingModality_short(ShortBudget, nnUNetTrainerMissingModality):
-    """nnUNetTrainerMissingModality, 10 epochs x 10 iterations."""

@@ -1,22 +1,22 @@
-"""Short-budget variants of the SAM trainers and of nnU-Net's default trainer, for tests and the demo.
+"""Budget variants of every registered trainer, generated from the method registry, for tests and the demo.
 
     <Trainer>_debug   2 epochs x 4 iterations (+2 validation iterations): end-to-end tests
     <Trainer>_short   10 epochs x 10 iterations (+3 validation iterations): demo-sized CPU runs
 
-e.g. `nnUNetv2_train ID 2d 0 -tr SAMCrossModalTrainer_short -p nnUNetSAMPlans`. A budget of your own:
-`make_budget_variant(SAMCrossModalTrainer, "mine", epochs, iterations, val_iterations)` in a module of a
-folder listed in nnUNet_extTrainer.
+for each trainer of nnunet_sam_adapter.methods.METHODS (methods.BUDGETS), e.g. SAMCrossModalTrainer_short,
+SAMCrossModalPlusTrainer_debug, MONAIUNETR2DTrainer_short, nnUNetTrainer_debug (stock nnU-Net's). nnU-Net finds
+them as module attributes (`nnUNetv2_train ID 2d 0 -tr SAMCrossModalTrainer_short -p nnUNetSAMPlans`).
+A budget of your own: `make_budget_variant(SAMCrossModalTrainer, "mine", epochs, iterations, val_iterations)`
+in a module of a folder listed in nnUNet_extTrainer.
 """
 
 from __future__ import annotations
 
-import torch
-from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
+import pydoc
 
-from nnunet_sam_adapter.trainers.sam_trainers import (SAMCrossModalTrainer, SAMEarlyFusionTrainer,
-                                                      SAMSingleModalityFLAIRTrainer,
-                                                      SAMSingleModalityT1ceTrainer,
-                                                      SAMSingleModalityT1Trainer, SAMSingleModalityT2Trainer)
+import torch
+
+from nnunet_sam_adapter.methods import BUDGETS, METHODS
 
 
 class FixedBudget:
@@ -33,71 +33,32 @@ class FixedBudget:
 
 
 class DebugBudget(FixedBudget):
-    budget = (2, 4, 2)
+    budget = BUDGETS["debug"]
 
 
 class ShortBudget(FixedBudget):
-    budget = (10, 10, 3)
+    budget = BUDGETS["short"]
 
 
-def make_budget_variant(base: type, suffix: str, epochs: int, iterations: int, val_iterations: int) -> type:
+def make_budget_variant(base: type, suffix: str, epochs: int, iterations: int, val_iterations: int, *,
+                        module: str = __name__) -> type:
     """`base` trainer with a fixed budget, named `<base>_<suffix>` (how nnU-Net names its own variants)."""
     doc = f"{base.__name__} with {epochs} epochs x {iterations} iterations."
     return type(f"{base.__name__}_{suffix}", (FixedBudget, base),
-                {"budget": (epochs, iterations, val_iterations), "__doc__": doc, "__module__": __name__})
+                {"budget": (epochs, iterations, val_iterations), "__doc__": doc, "__module__": module})
 
 
-class SAMCrossModalTrainer_debug(DebugBudget, SAMCrossModalTrainer):
-    """SAMCrossModalTrainer, 2 epochs x 4 iterations."""
+def registry_budget_variants() -> dict[str, type]:
+    """{class name: class} of every budget of every registered trainer (methods may share a trainer)."""
+    variants = {}
+    for trainer in dict.fromkeys(method.trainer for method in METHODS.values()):
+        base = pydoc.locate(trainer)
+        if base is None:
+            raise ImportError(f"trainer {trainer} of the method registry cannot be imported")
+        for suffix, budget in BUDGETS.items():
+            variant = make_budget_variant(base, suffix, *budget)
+            variants[variant.__name__] = variant
+    return variants
 
 
-class SAMCrossModalTrainer_short(ShortBudget, SAMCrossModalTrainer):
-    """SAMCrossModalTrainer, 10 epochs x 10 iterations."""
-
-
-class SAMEarlyFusionTrainer_debug(DebugBudget, SAMEarlyFusionTrainer):
-    """SAMEarlyFusionTrainer, 2 epochs x 4 iterations."""
-
-
-class SAMEarlyFusionTrainer_short(ShortBudget, SAMEarlyFusionTrainer):
-    """SAMEarlyFusionTrainer, 10 epochs x 10 iterations."""
-
-
-class SAMSingleModalityT1Trainer_debug(DebugBudget, SAMSingleModalityT1Trainer):
-    """SAMSingleModalityT1Trainer, 2 epochs x 4 iterations."""
-
-
-class SAMSingleModalityT1Trainer_short(ShortBudget, SAMSingleModalityT1Trainer):
-    """SAMSingleModalityT1Trainer, 10 epochs x 10 iterations."""
-
-
-class SAMSingleModalityT1ceTrainer_debug(DebugBudget, SAMSingleModalityT1ceTrainer):
-    """SAMSingleModalityT1ceTrainer, 2 epochs x 4 iterations."""
-
-
-class SAMSingleModalityT1ceTrainer_short(ShortBudget, SAMSingleModalityT1ceTrainer):
-    """SAMSingleModalityT1ceTrainer, 10 epochs x 10 iterations."""
-
-
-class SAMSingleModalityT2Trainer_debug(DebugBudget, SAMSingleModalityT2Trainer):
-    """SAMSingleModalityT2Trainer, 2 epochs x 4 iterations."""
-
-
-class SAMSingleModalityT2Trainer_short(ShortBudget, SAMSingleModalityT2Trainer):
-    """SAMSingleModalityT2Trainer, 10 epochs x 10 iterations."""
-
-
-class SAMSingleModalityFLAIRTrainer_debug(DebugBudget, SAMSingleModalityFLAIRTrainer):
-    """SAMSingleModalityFLAIRTrainer, 2 epochs x 4 iterations."""
-
-
-class SAMSingleModalityFLAIRTrainer_short(ShortBudget, SAMSingleModalityFLAIRTrainer):
-    """SAMSingleModalityFLAIRTrainer, 10 epochs x 10 iterations."""
-
-
-class nnUNetTrainer_debug(DebugBudget, nnUNetTrainer):
-    """nnU-Net's default trainer, 2 epochs x 4 iterations."""
-
-
-class nnUNetTrainer_short(ShortBudget, nnUNetTrainer):
-    """nnU-Net's default trainer, 10 epochs x 10 iterations."""
+globals().update(registry_budget_variants())

@@ -24,6 +24,7 @@ from pathlib import Path
 
 from tqdm import tqdm
 
+from nnunet_sam_adapter.methods import QUICK_METHODS
 from nnunet_sam_adapter.paths import NNUNET_FOLDER_VARS, trainer_dir
 
 
@@ -42,7 +43,7 @@ class DemoSettings:
     input_size: int = 64         # = the 64x64 slices: one tile per slice
     batch_size: int = 4
     adapter_depth: int = 5       # half of LiteMedSAM's 10 TinyViT blocks (paper: 6 of ViT-B's 12)
-    methods: tuple = ("ours", "early_fusion", "nnunet_2d")
+    methods: tuple = QUICK_METHODS
     epochs: int = 20
     iterations: int = 10
     device: str = "cpu"

@@ -29,14 +29,14 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from nnunet_sam_adapter.methods import METHODS
+from nnunet_sam_adapter.methods import METHODS, QUICK_METHODS
 from nnunet_sam_adapter.paths import NNUNET_FOLDER_VARS, results_folder_name, trainer_dir
 
 REAL_DATA_ENV = "NNSAM_REAL_DATA"
 REAL_DATA_DEFAULT = "../shared/data/real"  # relative to the current folder (the repository's root)
 # Makefile values for 2-core CPU machines; a GPU run uses nnU-Net's own defaults (compile on).
 CPU_ONLY_ENV = ("nnUNet_compile", "nnUNet_n_proc_DA", "nnUNet_def_n_proc")
-TRAINED = ("ours", "early_fusion", "nnunet_2d")
+TRAINED = QUICK_METHODS
 
 
 class GpuCheckError(RuntimeError):

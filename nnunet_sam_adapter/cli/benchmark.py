@@ -28,15 +28,16 @@ def _folds(text: str):
 
 def build_parser() -> argparse.ArgumentParser:
     from nnunet_sam_adapter.benchmark.executors import EXECUTORS
-    from nnunet_sam_adapter.methods import DEFAULT_METHODS, OPTIONAL_METHODS
+    from nnunet_sam_adapter.methods import method_names
 
     parser = argparse.ArgumentParser(
         prog=PROG, description=__doc__.split("\n\n")[0].split(": ", 1)[1],
         epilog="Needs the SAM plans (nnUNetv2_sam_plan_and_preprocess -d ID ...) and, for the stock baselines, "
                "nnUNetPlans (add --stock 2d [3d_fullres]). Runs trained with nnUNetv2_train are reused.")
     parser.add_argument("-d", required=True, help="dataset id or name")
-    parser.add_argument("--methods", nargs="+", default=list(DEFAULT_METHODS), metavar="METHOD",
-                        help=f"default: {' '.join(DEFAULT_METHODS)}; also: {' '.join(OPTIONAL_METHODS)}; "
+    default, optional = method_names(default=True), method_names(default=False)
+    parser.add_argument("--methods", nargs="+", default=list(default), metavar="METHOD",
+                        help=f"default: {' '.join(default)}; also: {' '.join(optional)}; "
                              f"'all' = every method")
     where = parser.add_mutually_exclusive_group()
     where.add_argument("-f", type=int, default=None, help="one fold (default 0): its outputs go to -o itself")

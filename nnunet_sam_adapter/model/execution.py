@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import os
 import sys
 
 import torch
@@ -46,6 +47,9 @@ COMPILE_CHOICES = ("auto", "off", "on")
 BATCHED_STREAMS_CHOICES = ("auto", True, False)
 _AUTOCAST_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
 NATIVE_BF16_CPU_FLAGS = ("avx512_bf16", "amx_bf16")
+# "1" / "0": take the CPU as having native bf16 or not, whatever its flags say. The CPU 'auto' autocast
+# default follows it, so a test run (CI) can show the behaviour of both kinds of CPU on one machine.
+NATIVE_BF16_OVERRIDE_ENV = "NNSAM_CPU_NATIVE_BF16"
 
 
 def check_choice(name: str, value, choices: tuple[str, ...]) -> str:
@@ -74,7 +78,13 @@ def cpu_flags() -> frozenset[str]:
 
 def cpu_has_native_bf16() -> bool:
     """True where bf16 matmuls run on bf16 hardware instructions (AVX512-BF16: Cooper Lake, Zen 4+;
-    AMX: Sapphire Rapids+). Without them oneDNN emulates bf16 and autocast makes CPU training slower."""
+    AMX: Sapphire Rapids+). Without them oneDNN emulates bf16 and autocast makes CPU training slower.
+    `$NNSAM_CPU_NATIVE_BF16` = 1 / 0 overrides the detection."""
+    override = os.environ.get(NATIVE_BF16_OVERRIDE_ENV, "").strip()
+    if override in ("1", "0"):
+        return override == "1"
+    if override:
+        raise ValueError(f"{NATIVE_BF16_OVERRIDE_ENV} must be 1 or 0 (or unset); got {override!r}")
     return bool(cpu_flags() & set(NATIVE_BF16_CPU_FLAGS))
 
 
@@ -82,7 +92,8 @@ def cpu_capability() -> dict:
     """What the benchmark records about the CPU."""
     return {"torch_cpu_capability": torch.backends.cpu.get_cpu_capability(),
             "native_bf16_flags": sorted(cpu_flags() & set(NATIVE_BF16_CPU_FLAGS)),
-            "native_bf16": cpu_has_native_bf16()}
+            "native_bf16": cpu_has_native_bf16(),
+            "native_bf16_override": os.environ.get(NATIVE_BF16_OVERRIDE_ENV) or None}
 
 
 def resolve_attention(mode: str, device: torch.device) -> str:

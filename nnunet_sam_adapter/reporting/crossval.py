@@ -15,8 +15,8 @@ from pathlib import Path
 from nnunet_sam_adapter.reporting.statistics import holm, paired_comparison
 from nnunet_sam_adapter.evaluation.metrics import summarize
 from nnunet_sam_adapter.evaluation.postprocessing import POSTPROCESSED_SUFFIX, postprocessed_label
+from nnunet_sam_adapter.methods import REFERENCE_METHODS
 
-REFERENCE_METHODS = ("ours", "ours_plus")  # the paper's method, then the variant beyond it
 COMPARED_METRICS = (("dice", "volume Dice (%)"), ("hd95", "volume HD95 (mm)"))
 
 

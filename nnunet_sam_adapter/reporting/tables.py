@@ -22,14 +22,13 @@ from pathlib import Path
 from nnunet_sam_adapter.training.budget import images_seen
 from nnunet_sam_adapter.atomic_io import atomic_write_text, csv_text
 from nnunet_sam_adapter.evaluation.postprocessing import with_postprocessed
-from nnunet_sam_adapter.methods import ABLATIONS
+from nnunet_sam_adapter.methods import ABLATIONS, table_methods
 from nnunet_sam_adapter.model.parameters import millions
 
-# Each method's raw row, then its row after nnU-Net's postprocessing (METHOD_pp); ours_plus is beyond the paper.
-TABLE1_METHODS = with_postprocessed(("T1", "T1ce", "T2", "FLAIR", "early_fusion", "ours", "ours_plus"))
-TABLE2_METHODS = with_postprocessed(("swinunetr_2d", "unetr_2d", "early_fusion", "nnunet_2d", "nnunet_3d_fullres",
-                                     "ours", "ours_plus"))
-ABLATION_METHODS = with_postprocessed(("ours", *ABLATIONS, "ours_plus"))
+# Each method's raw row, then its row after nnU-Net's postprocessing (METHOD_pp); the registry's `tables`.
+TABLE1_METHODS = with_postprocessed(table_methods("table1"))
+TABLE2_METHODS = with_postprocessed(table_methods("table2"))
+ABLATION_METHODS = with_postprocessed(table_methods("ablation"))
 PROTOCOLS = ("slice", "volume")
 PROTOCOL_NOTE = ("slice = the paper's protocol (every 2D slice with tumour in reference or prediction, "
                  "averaged over all slices); volume = BraTS style (one score per case). Missed or hallucinated "

@@ -15,10 +15,11 @@ from dataclasses import dataclass, field
 
 import torch
 
-from nnunet_sam_adapter.methods import METHODS
+from nnunet_sam_adapter.methods import METHODS, QUICK_METHODS
 from nnunet_sam_adapter.model.execution import resolve_attention, resolve_autocast, resolve_batched_streams
 
-OURS, EARLY_FUSION, NNUNET_2D = METHODS["ours"], METHODS["early_fusion"], METHODS["nnunet_2d"]
+# The quick comparison's networks, in registry order; workload.py builds each of the three its own way.
+OURS, EARLY_FUSION, NNUNET_2D = (METHODS[name] for name in QUICK_METHODS)
 AUTOCAST_NAMES = {None: "off", torch.bfloat16: "bf16", torch.float16: "fp16"}
 ATTENTION_LABELS = {"sam": "SAM attention", "sdpa": "SDPA"}
 
