@@ -44,7 +44,7 @@ speed: $(STAMP)
 # defaults (compile on) -> docs/performance.md (GPU section), docs/gpu_check.md. GPU_CHECK_ARGS e.g.
 # --data ../shared/data/real, --sam-checkpoint sam_vit_b_01ec64.pth, --dry-run, --cpu-smoke.
 gpu-check: $(STAMP)
-	$(BIN)/python -m nnunet_sam_adapter.benchmark.gpu_check $(GPU_CHECK_ARGS)
+	$(BIN)/nnUNetv2_sam_gpu_check $(GPU_CHECK_ARGS)
 
 clean:
 	rm -rf $(VENV) *.egg-info build demo_output

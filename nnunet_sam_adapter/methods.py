@@ -32,6 +32,7 @@ import inspect
 from dataclasses import dataclass, field
 
 from nnunet_sam_adapter.model.modalities import MODALITIES
+from nnunet_sam_adapter.paths import results_folder_name
 
 SAM_PLANS_NAME = "nnUNetSAMPlans"
 STOCK_PLANS_NAME = "nnUNetPlans"
@@ -77,7 +78,7 @@ class Method:
     @property
     def folder_name(self) -> str:
         """nnU-Net's results folder of this trainer/plans/configuration."""
-        return f"{self.trainer_name}__{self.plans}__{self.configuration}"
+        return results_folder_name(self.trainer_name, self.plans, self.configuration)
 
     @property
     def budget_variants(self) -> dict[str, tuple[int, int, int]]:

@@ -4,7 +4,7 @@ each evaluated on all 15 non-empty subsets of T1/T1ce/T2/FLAIR (docs/missing_mod
     .venv/bin/python scripts/missing_modalities_demo.py -o /tmp/mm_demo [--epochs 20 --iterations 10]
         [--backbone tiny]
 
-Same synthetic cases, registration and plans as `make demo` (nnunet_sam_adapter.benchmark.demo), its
+Same synthetic cases, registration and plans as `make demo` (nnunet_sam_adapter.apps.demo), its
 own nnU-Net folders inside the work folder. `--backbone tiny` plans the test-sized SAM encoder with
 random frozen weights instead of LiteMedSAM (about 10x cheaper on a CPU; the numbers then show the effect
 of modality dropout on the trainable parts, not what pretrained SAM features give). Training goes through nnU-Net's trainer API with the budget
@@ -55,7 +55,7 @@ def train(method_name: str, dataset_id: int, epochs: int, iterations: int, log_d
 
 
 def main(argv=None) -> None:
-    from nnunet_sam_adapter.benchmark.demo import DemoSettings, make_cases, plan, use_demo_folders
+    from nnunet_sam_adapter.apps.demo import DemoSettings, make_cases, plan, use_demo_folders
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("-o", default="demo_missing_modalities", help="work folder")

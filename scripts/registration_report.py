@@ -26,6 +26,7 @@ import numpy as np
 import SimpleITK as sitk
 
 from nnunet_sam_adapter.data import conversion
+from nnunet_sam_adapter.data.brats import CHANNELS
 from nnunet_sam_adapter.data import registration as reg
 
 REAL = Path(os.environ.get("NNSAM_REAL_DATA") or Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "real")
@@ -132,7 +133,7 @@ def tcia_table(lines, png):
     with tempfile.TemporaryDirectory() as tmp:
         flat = Path(tmp) / "in"
         flat.mkdir()
-        for index, modality in enumerate(conversion.CHANNELS):
+        for index, modality in enumerate(CHANNELS):
             shutil.copyfile(next(folder.glob(sources[modality])), flat / f"TCGA-FG-6692_{index:04d}.nii.gz")
         conversion.register_cases(flat, Path(tmp) / "out", num_processes=1)
         report = json.loads((Path(tmp) / "out" / "registration_reports" / "TCGA-FG-6692.json").read_text())

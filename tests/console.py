@@ -11,7 +11,7 @@ from pathlib import Path
 def nnunet_env_in(root: Path) -> dict:
     """os.environ with nnUNet_raw / _preprocessed / _results created under `root` and nnUNet_extTrainer
     pointing at our trainers."""
-    from nnunet_sam_adapter.cli.trainer_dir import trainer_dir
+    from nnunet_sam_adapter.paths import trainer_dir
 
     env = dict(os.environ)
     for name in ("nnUNet_raw", "nnUNet_preprocessed", "nnUNet_results"):

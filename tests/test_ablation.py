@@ -82,7 +82,7 @@ def test_every_ablation_has_a_trainer_building_its_network():
 
 
 def test_ablation_table_lists_the_rows_that_ran():
-    from nnunet_sam_adapter.benchmark.tables import tables_markdown
+    from nnunet_sam_adapter.reporting.tables import tables_markdown
 
     summary = {"classes": {"tumor": [1]}, "cases": ["c1"],
                "volume": {"tumor": {"dice": {"mean": 0.8, "std": 0.0, "count": 1},

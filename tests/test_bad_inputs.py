@@ -26,7 +26,8 @@ from nnunet_sam_adapter.cli import convert_brats as convert_cli
 from nnunet_sam_adapter.cli import evaluate as evaluate_cli
 from nnunet_sam_adapter.cli import plan_and_preprocess as plan_cli
 from nnunet_sam_adapter.cli import register as register_cli
-from nnunet_sam_adapter.data import conversion
+from nnunet_sam_adapter.data import case_pipeline, conversion, worker_pool
+from nnunet_sam_adapter.data.brats import CHANNELS, find_cases
 from nnunet_sam_adapter.data.synthetic import write_brats_dataset
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -256,15 +257,15 @@ def test_register_never_refuses_a_modality_that_misses_t2(brats, raw, capsys):
 
 def test_register_auto_names_the_modality_when_itk_finds_no_overlap(brats, monkeypatch):
     case_id, case_dir = first_case(brats)
-    case = conversion.find_cases(brats)[0][0]
+    case = find_cases(brats)[0][0]
     t2 = sitk.ReadImage(str(case.images["t2"]))
 
     def no_overlap(fixed, moving):
-        raise conversion.registration.RegistrationError("identity start: All samples map outside moving image buffer")
+        raise case_pipeline.registration.RegistrationError("identity start: All samples map outside moving image buffer")
 
-    monkeypatch.setattr(conversion.registration, "register_rigid", no_overlap)
+    monkeypatch.setattr(case_pipeline.registration, "register_rigid", no_overlap)
     with pytest.raises(conversion.InputError) as error:
-        conversion.align_modality(case, "t1ce", sitk.ReadImage(str(case.images["t1ce"])), t2, "always")
+        case_pipeline.align_modality(case, "t1ce", sitk.ReadImage(str(case.images["t1ce"])), t2, "always")
     assert error.value.file == str(case.images["t1ce"])
     assert "t1ce could not be registered to T2" in str(error.value) and "All samples map outside" in str(error.value)
 
@@ -404,7 +405,7 @@ def test_bad_checkpoint_is_refused_before_planning(kind, tmp_path, capsys, monke
 
 _ORPHAN_SCRIPT = """
 import multiprocessing, os, sys, time
-from nnunet_sam_adapter.data import conversion
+from nnunet_sam_adapter.data import worker_pool
 
 def busy(marker):
     open(marker, "w").write(str(os.getpid()))
@@ -412,7 +413,7 @@ def busy(marker):
 
 if __name__ == "__main__":
     marker = sys.argv[1]
-    pool = multiprocessing.get_context("spawn").Pool(1, conversion._init_pool_process, (1, os.getpid()))
+    pool = multiprocessing.get_context("spawn").Pool(1, worker_pool._init_pool_process, (1, os.getpid()))
     pool.apply_async(busy, (marker,))
     while not os.path.exists(marker) or not open(marker).read():
         time.sleep(0.05)
@@ -445,16 +446,16 @@ def _alive(pid: int) -> bool:
 
 def test_worker_publishes_nothing_once_orphaned(brats, tmp_path, monkeypatch):
     """The check before publishing (for systems without PR_SET_PDEATHSIG)."""
-    case = conversion.find_cases(brats)[0][0]
+    case = find_cases(brats)[0][0]
     staging = tmp_path / "staging"
-    job = conversion.CaseJob(case, {m: tmp_path / "out" / f"{case.case_id}_{i:04d}.nii.gz"
-                                    for i, m in enumerate(conversion.CHANNELS)}, None,
+    job = case_pipeline.CaseJob(case, {m: tmp_path / "out" / f"{case.case_id}_{i:04d}.nii.gz"
+                                    for i, m in enumerate(CHANNELS)}, None,
                              tmp_path / "out" / "report.json", [], staging, "never", None, {})
     exits = []
-    monkeypatch.setattr(conversion, "_PARENT_PID", os.getppid() + 1)  # as if the parent were gone
-    monkeypatch.setattr(conversion.os, "_exit", lambda code: (exits.append(code), sys.exit(code)))
+    monkeypatch.setattr(worker_pool, "_PARENT_PID", os.getppid() + 1)  # as if the parent were gone
+    monkeypatch.setattr(worker_pool.os, "_exit", lambda code: (exits.append(code), sys.exit(code)))
     with pytest.raises(SystemExit):
-        conversion.process_case(job)
+        case_pipeline.process_case(job)
     assert exits == [1] and not (tmp_path / "out").exists()
 
 

@@ -11,7 +11,8 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 
-from nnunet_sam_adapter.data import conversion
+from nnunet_sam_adapter.data import case_pipeline, conversion
+from nnunet_sam_adapter.data.brats import CHANNELS
 from nnunet_sam_adapter.data.synthetic import make_phantom_case, write_brats_dataset
 from real_data import real_folder
 
@@ -207,7 +208,7 @@ def test_interrupted_case_leaves_nothing_and_stale_temp_is_cleaned(small_brats, 
         real_write(*args, **kwargs)
         raise KeyboardInterrupt  # Ctrl-C in the middle of a case
 
-    monkeypatch.setattr(conversion.sitk, "WriteImage", write_then_interrupt)
+    monkeypatch.setattr(case_pipeline.sitk, "WriteImage", write_then_interrupt)
     with pytest.raises(KeyboardInterrupt):
         conversion.convert_brats(small_brats, 506, register="never", num_processes=1, raw_root=raw)
     assert calls
@@ -224,7 +225,7 @@ def test_register_command_both_namings(tmp_path):
     flat = tmp_path / "flat"
     flat.mkdir()
     case = make_phantom_case(22, **SMALL)
-    for index, modality in enumerate(conversion.CHANNELS):
+    for index, modality in enumerate(CHANNELS):
         sitk.WriteImage(case[modality], str(flat / f"NEW_{index:04d}.nii.gz"))
     before = tree_hashes(flat)
     for source, out, case_id in ((tmp_path / "brats23", tmp_path / "out23", "BraTS-GLI-00000-000"),
@@ -253,7 +254,7 @@ def test_real_brats_case_converts(tmp_path):
     verify(dataset)
     report = json.loads((dataset / "registration_reports" / f"{case_dir.name}.json").read_text())
     # BraTS cases are already co-registered on one grid: auto leaves them as they are
-    assert not any(report["modalities"][m]["registered"] for m in conversion.CHANNELS), report["modalities"]
+    assert not any(report["modalities"][m]["registered"] for m in CHANNELS), report["modalities"]
     seg = read(case_dir / f"{case_dir.name}_seg.nii.gz")
     assert np.array_equal(read(dataset / "labelsTr" / f"{case_dir.name}.nii.gz"), (seg > 0).astype(np.uint8))
 
@@ -263,7 +264,7 @@ def test_real_tcia_raw_case_registers(tmp_path):
     sources = {"t1": "*_t1.nii.gz", "t1ce": "*_t1c.nii.gz", "t2": "*_t2.nii.gz", "flair": "*_fla.nii.gz"}
     flat = tmp_path / "in"
     flat.mkdir()
-    for index, modality in enumerate(conversion.CHANNELS):
+    for index, modality in enumerate(CHANNELS):
         shutil.copyfile(next(folder.glob(sources[modality])), flat / f"TCGA-FG-6692_{index:04d}.nii.gz")
     summary = conversion.register_cases(flat, tmp_path / "out", num_processes=1)
     assert summary.converted == ["TCGA-FG-6692"]
@@ -273,6 +274,6 @@ def test_real_tcia_raw_case_registers(tmp_path):
     for modality in ("t1", "t1ce", "flair"):
         entry = report["modalities"][modality]
         assert entry["registered"] and entry["reason"] == "geometry differs from T2"
-        image = sitk.ReadImage(str(tmp_path / "out" / f"TCGA-FG-6692_{conversion.CHANNELS.index(modality):04d}.nii.gz"))
+        image = sitk.ReadImage(str(tmp_path / "out" / f"TCGA-FG-6692_{CHANNELS.index(modality):04d}.nii.gz"))
         assert image.GetSize() == t2.GetSize() and np.allclose(image.GetDirection(), t2.GetDirection())
         assert entry["rotation_deg"] < 25 and np.linalg.norm(entry["translation_mm"]) < 30

@@ -11,16 +11,16 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from nnunet_sam_adapter.benchmark import crossval
-from nnunet_sam_adapter.benchmark.budget import Budget
+from nnunet_sam_adapter.reporting import crossval
+from nnunet_sam_adapter.training.budget import Budget
 from nnunet_sam_adapter.benchmark.executors import ExecutorOptions, slurm_parameters, time_minutes
-from nnunet_sam_adapter.benchmark.figures import flair_channel
+from nnunet_sam_adapter.reporting.figures import flair_channel
 from nnunet_sam_adapter.benchmark.layout import OutputLayout
-from nnunet_sam_adapter.benchmark.report import collect_runs
+from nnunet_sam_adapter.benchmark.collect import collect_runs
 from nnunet_sam_adapter.benchmark.reuse import RunOnDisk, decide
-from nnunet_sam_adapter.benchmark.statistics import holm, paired_comparison
-from nnunet_sam_adapter.benchmark.tables import tables_markdown, write_tables
-from nnunet_sam_adapter.data.atomic_io import atomic_write_json
+from nnunet_sam_adapter.reporting.statistics import holm, paired_comparison
+from nnunet_sam_adapter.reporting.tables import tables_markdown, write_tables
+from nnunet_sam_adapter.atomic_io import atomic_write_json
 
 # (fold, case) -> volume (dice, hd95) per method; slices: two per case with fixed scores.
 VOLUME = {

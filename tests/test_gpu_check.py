@@ -6,7 +6,8 @@ import json
 import pytest
 import torch
 
-from nnunet_sam_adapter.benchmark import gpu_check
+from nnunet_sam_adapter.apps import gpu_check
+from nnunet_sam_adapter.cli import gpu_check as gpu_check_cli
 
 
 @pytest.fixture
@@ -23,7 +24,7 @@ def real_data(tmp_path):
 
 def test_dry_run_plans_the_paper_settings_with_nnunet_defaults(real_data, tmp_path, capsys, monkeypatch):
     monkeypatch.setenv("nnUNet_compile", "false")  # what the Makefile exports for CPU machines
-    assert gpu_check.main(["--dry-run", "--data", str(real_data), "--work", str(tmp_path / "w")]) == 0
+    assert gpu_check_cli.main(["--dry-run", "--data", str(real_data), "--work", str(tmp_path / "w")]) == 0
     out = capsys.readouterr().out
     paper_settings = "--backbone vit_b --input-size 256 --batch-size 24 --adapter-depth 6 --device cuda"
     assert f"nnUNetv2_sam_speed {paper_settings}" in out
@@ -62,14 +63,14 @@ def test_sam_checkpoint_adds_a_vit_b_run(real_data, tmp_path):
 def test_bad_input_is_one_line(argv, message, real_data, tmp_path, capsys):
     (tmp_path / "empty").mkdir()
     argv = [a.format(empty=tmp_path / "empty", real=real_data) for a in argv]
-    assert gpu_check.main(argv) == 1
+    assert gpu_check_cli.main(argv) == 1
     err = capsys.readouterr().err
     assert message in err and err.count("\n") == 1 and "Traceback" not in err
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="a CUDA machine runs the real check")
 def test_real_run_refuses_without_cuda(real_data, tmp_path, capsys):
-    assert gpu_check.main(["--data", str(real_data), "--work", str(tmp_path / "w")]) == 1
+    assert gpu_check_cli.main(["--data", str(real_data), "--work", str(tmp_path / "w")]) == 1
     assert "needs a CUDA device" in capsys.readouterr().err
     assert not (tmp_path / "w").exists()
 

@@ -10,7 +10,7 @@ from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
 from nnunetv2.utilities.find_class_by_name import recursive_find_python_class
 
 from nnunet_sam_adapter import methods
-from nnunet_sam_adapter.cli.trainer_dir import trainer_dir
+from nnunet_sam_adapter.paths import trainer_dir
 from nnunet_sam_adapter.evaluation.postprocessing import with_postprocessed
 from nnunet_sam_adapter.methods import BUDGETS, METHODS, TABLES, Method, method_names, table_methods
 
@@ -79,7 +79,8 @@ def _rows(table: str) -> tuple[str, ...]:
 
 
 def test_every_list_of_methods_is_derived_from_the_registry_fields():
-    from nnunet_sam_adapter.benchmark import crossval, demo, gpu_check, tables
+    from nnunet_sam_adapter.apps import demo, gpu_check
+    from nnunet_sam_adapter.reporting import crossval, tables
     from nnunet_sam_adapter.cli.benchmark import build_parser
     from nnunet_sam_adapter.speed import variants
     from nnunet_sam_adapter.trainers import gpu_check_trainers, sam_trainers_short

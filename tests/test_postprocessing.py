@@ -42,14 +42,14 @@ def test_postprocessing_removes_far_off_blob_and_hd95_drops(tmp_path, monkeypatc
     import json
     from types import SimpleNamespace
 
-    from nnunet_sam_adapter.benchmark import layout
-    from nnunet_sam_adapter.benchmark.tables import TABLE1_METHODS, metric_rows
+    from nnunet_sam_adapter import paths
+    from nnunet_sam_adapter.reporting.tables import TABLE1_METHODS, metric_rows
     from nnunet_sam_adapter.evaluation.postprocessing import benchmark_postprocessing, postprocessed_record
 
     gt, validation = _validation_folder(tmp_path)
     (tmp_path / "plans.json").write_text(json.dumps(PLANS))
     (tmp_path / "dataset.json").write_text(json.dumps(DATASET_JSON))
-    monkeypatch.setattr(layout, "nnunet_dirs", lambda dataset: ("Dataset999_PP", tmp_path, tmp_path / "results"))
+    monkeypatch.setattr(paths, "nnunet_dirs", lambda dataset: ("Dataset999_PP", tmp_path, tmp_path / "results"))
     before = {p.name: p.read_bytes() for p in validation.iterdir()}
     raw = evaluate_folders(gt, validation, tmp_path / "eval_raw", dataset_json=DATASET_JSON, show_progress=False)
     run = SimpleNamespace(run_dir=str(tmp_path / "fold_0"), validation_dir=str(validation),

@@ -1,4 +1,4 @@
-"""Fixed-budget trainers of `make gpu-check` (nnunet_sam_adapter.benchmark.gpu_check): the registry's quick
+"""Fixed-budget trainers of `make gpu-check` (nnunet_sam_adapter.apps.gpu_check): the registry's quick
 methods (ours, early fusion and stock nnU-Net) with the same number of epochs and iterations, so that the
 three fit about 20 minutes on one GPU together (compile, validation and export included; the check reports
 the times). Generated from the registry: `<Trainer>_gpucheck` for each quick method's trainer.

@@ -16,10 +16,11 @@ from dataclasses import dataclass, field, replace
 import submitit
 from tqdm import tqdm
 
-from nnunet_sam_adapter.benchmark.budget import describe_budget
-from nnunet_sam_adapter.benchmark.layout import OutputLayout, load_json
+from nnunet_sam_adapter.training.budget import describe_budget
+from nnunet_sam_adapter.benchmark.layout import OutputLayout
 from nnunet_sam_adapter.benchmark.runner import RunSpec, run_method_fold
-from nnunet_sam_adapter.data.atomic_io import atomic_write_json
+from nnunet_sam_adapter.atomic_io import atomic_write_json
+from nnunet_sam_adapter.paths import load_json
 
 EXECUTORS = ("inline", "local", "slurm")
 SUBMITTED = "submitted.json"

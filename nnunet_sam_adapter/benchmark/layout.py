@@ -1,4 +1,5 @@
-"""Where the benchmark reads and writes: nnU-Net's folders (plans, splits, run folders) and the output tree.
+"""Where the benchmark reads and writes: each method's plans and run folder, nnU-Net's splits (written once,
+before any job) and the output tree. nnU-Net's folders and identifiers themselves are in `paths.py`.
 
 Output tree of a cross-validation (`--folds`), OUT = -o or $nnUNet_results/DATASET/sam_benchmark:
 
@@ -15,12 +16,12 @@ The one-fold form (`-f F`) keeps its fold folder at OUT itself (-o, default .../
 
 from __future__ import annotations
 
-import json
 import pydoc
 from dataclasses import dataclass
 from pathlib import Path
 
 from nnunet_sam_adapter.methods import SAM_PLANS_NAME, Method
+from nnunet_sam_adapter.paths import SPLITS_FILE, load_json, load_splits
 
 
 class BenchmarkError(RuntimeError):
@@ -58,36 +59,6 @@ class OutputLayout:
         return self.root / "jobs"
 
 
-def load_json(path: Path) -> dict | None:
-    try:
-        with open(path) as f:
-            return json.load(f)
-    except (OSError, json.JSONDecodeError):
-        return None
-
-
-def nnunet_dirs(dataset: int | str) -> tuple[str, Path, Path]:
-    """(dataset name, preprocessed folder, results folder) from nnU-Net's env vars."""
-    from nnunetv2.paths import nnUNet_preprocessed, nnUNet_results
-    from nnunetv2.utilities.dataset_name_id_conversion import maybe_convert_to_dataset_name
-
-    for env in (nnUNet_preprocessed, nnUNet_results):
-        if not env.is_set():
-            raise BenchmarkError(f"environment variable {env.env_var_name} is not set: the benchmark trains and "
-                                 f"predicts through nnU-Net (see nnU-Net's documentation/setting_up_paths.md)")
-    try:
-        name = maybe_convert_to_dataset_name(dataset)
-    except RuntimeError as error:
-        raise BenchmarkError(f"dataset {dataset} not found: {error}") from error
-    return name, Path(str(nnUNet_preprocessed)) / name, Path(str(nnUNet_results)) / name
-
-
-def raw_images_dir(dataset_name: str) -> Path | None:
-    from nnunetv2.paths import nnUNet_raw
-
-    return Path(str(nnUNet_raw)) / dataset_name / "imagesTr" if nnUNet_raw.is_set() else None
-
-
 def load_plans(preprocessed: Path, method: Method) -> dict:
     plans_file = preprocessed / f"{method.plans}.json"
     if not plans_file.is_file():
@@ -115,20 +86,6 @@ def nnunet_run_dir(results: Path, method: Method, fold: int) -> Path:
     return results / method.folder_name / f"fold_{fold}"
 
 
-def load_splits(preprocessed: Path) -> list | None:
-    return load_json(preprocessed / "splits_final.json")
-
-
-def validation_cases(preprocessed: Path, fold: int) -> list[str]:
-    """The fold's validation case IDs from nnU-Net's splits_final.json (written by the first training)."""
-    splits = load_splits(preprocessed)
-    if splits is None:
-        raise BenchmarkError(f"{preprocessed / 'splits_final.json'} is missing: no method has been trained yet")
-    if not 0 <= fold < len(splits):
-        raise BenchmarkError(f"fold {fold} not in {preprocessed / 'splits_final.json'} ({len(splits)} folds)")
-    return sorted(splits[fold]["val"])
-
-
 def ensure_splits(preprocessed: Path, dataset_json: dict) -> list:
     """nnU-Net's splits_final.json, written as nnU-Net's trainer writes it when missing (5-fold KFold,
     seed 12345, sorted case IDs) before any job starts, so parallel jobs never race to create it."""
@@ -137,14 +94,14 @@ def ensure_splits(preprocessed: Path, dataset_json: dict) -> list:
         return splits
     from nnunetv2.utilities.crossval_split import generate_crossval_split
 
-    from nnunet_sam_adapter.data.atomic_io import atomic_write_json
+    from nnunet_sam_adapter.atomic_io import atomic_write_json
 
     identifiers = sorted(p.name[: -len(dataset_json["file_ending"])]
                          for p in (preprocessed / "gt_segmentations").glob(f"*{dataset_json['file_ending']}"))
     if not identifiers:
         raise BenchmarkError(f"{preprocessed / 'gt_segmentations'} holds no cases: run nnUNetv2_sam_plan_and_preprocess")
     splits = generate_crossval_split(identifiers, seed=12345, n_splits=5)
-    atomic_write_json(preprocessed / "splits_final.json", splits)
+    atomic_write_json(preprocessed / SPLITS_FILE, splits)
     return splits
 
 

@@ -1,24 +1,26 @@
 """The whole benchmark: check the inputs, dispatch every (method, fold) run through an executor, then
 write each fold's tables and figures and, for a cross-validation, the pooled ones in OUT/crossval.
 
-`run_benchmark(..., fold=F)` is the one-fold form (its folder is OUT itself); `folds=[...]` is the
-cross-validation (OUT/fold_F per fold). `aggregate_only` skips the runs and reports what is finished.
+`run_benchmark(BenchmarkSettings(dataset, fold=F))` is the one-fold form (its folder is OUT itself);
+`folds=[...]` is the cross-validation (OUT/fold_F per fold). `aggregate_only` skips the runs and reports
+what is finished.
 """
 
 from __future__ import annotations
 
 import os
-from dataclasses import asdict
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from nnunet_sam_adapter.benchmark.budget import Budget
+from nnunet_sam_adapter.training.budget import Budget
 from nnunet_sam_adapter.benchmark.executors import ExecutorOptions, run_specs
-from nnunet_sam_adapter.benchmark.layout import (BenchmarkError, OutputLayout, load_json, load_plans, nnunet_dirs,
-                                                 raw_images_dir, resolve_folds, validation_cases)
-from nnunet_sam_adapter.benchmark.report import collect_runs, write_outputs
+from nnunet_sam_adapter.benchmark.layout import BenchmarkError, OutputLayout, load_plans, resolve_folds
+from nnunet_sam_adapter.benchmark.collect import collect_runs
 from nnunet_sam_adapter.benchmark.runner import RunSpec
 from nnunet_sam_adapter.evaluation.postprocessing import with_postprocessed
 from nnunet_sam_adapter.methods import DEFAULT_METHODS, METHODS
+from nnunet_sam_adapter.paths import load_json, nnunet_dirs, raw_images_dir, validation_cases
+from nnunet_sam_adapter.reporting.outputs import write_outputs
 
 
 def check_methods(methods, preprocessed: Path) -> None:
@@ -36,32 +38,53 @@ def output_layout(results_dir: Path, output_dir, folds: list[int] | None, fold: 
     return OutputLayout(Path(output_dir) if output_dir else results_dir / "sam_benchmark", False)
 
 
-def run_benchmark(dataset: int | str, methods=DEFAULT_METHODS, fold: int = 0, budget: Budget = Budget(),
-                  output_dir: str | os.PathLike | None = None, device: str = "cpu", retrain: bool = False,
-                  mirroring: bool = True, overlay_cases: int = 3, num_processes: int = 1, *,
-                  folds: list | None = None, executor: ExecutorOptions = ExecutorOptions(),
-                  aggregate_only: bool = False, save_every: int | None = None, evaluations: tuple = ()) -> dict:
+@dataclass(frozen=True)
+class BenchmarkSettings:
+    """What `run_benchmark` runs: the dataset, methods and folds, how each run trains and is evaluated,
+    where the reports go (`output_dir` None: $nnUNet_results/DATASET/sam_benchmark[/fold_F])."""
+
+    dataset: int | str
+    methods: tuple = DEFAULT_METHODS
+    fold: int = 0                    # the one-fold form (folds None)
+    folds: tuple | list | None = None  # the cross-validation: fold numbers or ['all']
+    budget: Budget = Budget()
+    output_dir: str | os.PathLike | None = None
+    device: str = "cpu"
+    retrain: bool = False
+    mirroring: bool = True
+    overlay_cases: int = 3
+    num_processes: int = 1
+    executor: ExecutorOptions = field(default_factory=ExecutorOptions)
+    aggregate_only: bool = False
+    save_every: int | None = None
+    evaluations: tuple = ()
+
+
+def run_benchmark(settings: BenchmarkSettings) -> dict:
     """Run (or reuse) every (method, fold), then report. Returns the last report's results (the pooled one
     for a cross-validation) with 'failed' = {run: error line} and 'fold_results' for each fold."""
-    name, preprocessed, results_dir = nnunet_dirs(dataset)
+    s = settings
+    methods, folds = list(s.methods), None if s.folds is None else list(s.folds)
+    name, preprocessed, results_dir = nnunet_dirs(s.dataset)
     check_methods(methods, preprocessed)
     dataset_json = load_json(preprocessed / "dataset.json")
-    fold_list = resolve_folds(preprocessed, dataset_json, [fold] if folds is None else folds)
-    layout = output_layout(results_dir, output_dir, None if folds is None else fold_list, fold)
+    fold_list = resolve_folds(preprocessed, dataset_json, [s.fold] if folds is None else folds)
+    layout = output_layout(results_dir, s.output_dir, None if folds is None else fold_list, s.fold)
     layout.root.mkdir(parents=True, exist_ok=True)
-    specs = [RunSpec(str(dataset), method, f, str(layout.root), layout.single_fold, budget, device, retrain, mirroring,
-                     save_every=save_every, num_processes=num_processes, evaluations=tuple(evaluations))
+    specs = [RunSpec(str(s.dataset), method, f, str(layout.root), layout.single_fold, s.budget, s.device, s.retrain,
+                     s.mirroring, save_every=s.save_every, num_processes=s.num_processes,
+                     evaluations=tuple(s.evaluations))
              for f in fold_list for method in methods]
-    failed = {} if aggregate_only else run_specs(specs, executor, layout)
-    if not aggregate_only and not executor.wait and executor.kind == "slurm":
-        return {"submitted": [s.name for s in specs], "failed": failed, "layout": str(layout.root)}
-    context = {"dataset": name, "device": device, "test_time_mirroring": mirroring, "budget": budget,
-               "preprocessed": preprocessed, "dataset_json": dataset_json, "overlay_cases": overlay_cases}
+    failed = {} if s.aggregate_only else run_specs(specs, s.executor, layout)
+    if not s.aggregate_only and not s.executor.wait and s.executor.kind == "slurm":
+        return {"submitted": [spec.name for spec in specs], "failed": failed, "layout": str(layout.root)}
+    context = {"dataset": name, "device": s.device, "test_time_mirroring": s.mirroring, "budget": s.budget,
+               "preprocessed": preprocessed, "dataset_json": dataset_json, "overlay_cases": s.overlay_cases}
     return report(layout, methods, fold_list, context, failed)
 
 
 def _base_results(context: dict, dataset: str, folds: list[int], cases: list[str], methods=()) -> dict:
-    from nnunet_sam_adapter.benchmark.parameters import all_network_parameters, sam_description
+    from nnunet_sam_adapter.reporting.parameters import all_network_parameters, sam_description
 
     budget = context["budget"]
     return {"dataset": context["dataset"], "fold": folds[0], "folds": folds, "device": context["device"],
@@ -72,9 +95,9 @@ def _base_results(context: dict, dataset: str, folds: list[int], cases: list[str
 
 def report(layout: OutputLayout, methods, folds: list[int], context: dict, failed: dict) -> dict:
     """Per-fold outputs, then (for several folds or the --folds form) the pooled ones in OUT/crossval."""
-    from nnunet_sam_adapter.benchmark import crossval
-    from nnunet_sam_adapter.benchmark.figures import write_figures
-    from nnunet_sam_adapter.benchmark.tables import write_tables
+    from nnunet_sam_adapter.reporting import crossval
+    from nnunet_sam_adapter.reporting.figures import write_figures
+    from nnunet_sam_adapter.reporting.tables import write_tables
 
     finished, missing = collect_runs(layout, methods, folds)
     dataset = context["dataset"]

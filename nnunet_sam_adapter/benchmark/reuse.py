@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from nnunet_sam_adapter.benchmark.budget import Budget, describe_budget
+from nnunet_sam_adapter.training.budget import Budget, describe_budget
 
 RUN_RECORD = "sam_benchmark_run.json"
 TRAINING_MARKER = "sam_benchmark_training.json"

@@ -27,12 +27,12 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from nnunet_sam_adapter.benchmark.budget import Budget, trainer_budget
-from nnunet_sam_adapter.benchmark.layout import (BenchmarkError, OutputLayout, load_json, load_plans, nnunet_dirs,
-                                                 nnunet_run_dir, trainer_class, validation_cases)
+from nnunet_sam_adapter.training.budget import Budget, trainer_budget
+from nnunet_sam_adapter.benchmark.layout import BenchmarkError, OutputLayout, load_plans, nnunet_run_dir, trainer_class
 from nnunet_sam_adapter.benchmark.reuse import RUN_RECORD, TRAINING_MARKER, RunOnDisk, decide
-from nnunet_sam_adapter.data.atomic_io import atomic_write_json
+from nnunet_sam_adapter.atomic_io import atomic_write_json
 from nnunet_sam_adapter.methods import METHODS, Method
+from nnunet_sam_adapter.paths import load_json, nnunet_dirs, validation_cases
 
 
 @dataclass(frozen=True)

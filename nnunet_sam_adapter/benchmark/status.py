@@ -10,8 +10,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from nnunet_sam_adapter.benchmark.layout import OutputLayout, load_json, nnunet_dirs
-from nnunet_sam_adapter.benchmark.report import pid_alive, run_state
+from nnunet_sam_adapter.benchmark.layout import OutputLayout
+from nnunet_sam_adapter.benchmark.collect import pid_alive, run_state
+from nnunet_sam_adapter.paths import load_json, nnunet_dirs
 
 ENDED = ("COMPLETED", "FAILED", "CANCELLED", "TIMEOUT", "NODE_FAIL", "OUT_OF_MEMORY", "PREEMPTED", "BOOT_FAIL",
          "DEADLINE")

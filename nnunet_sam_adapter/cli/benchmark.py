@@ -117,15 +117,16 @@ def main(argv: list[str] | None = None) -> None:
 
     from nnunet_sam_adapter.benchmark.layout import BenchmarkError
     from nnunet_sam_adapter.evaluation.missing_modalities import MissingModalityError
+    from nnunet_sam_adapter.paths import NnUNetPathError
 
-    with one_line_errors(PROG, extra=(BenchmarkError, MissingModalityError)):
+    with one_line_errors(PROG, extra=(BenchmarkError, MissingModalityError, NnUNetPathError)):
         sys.exit(_run(args, methods, parser))
 
 
 def _run(args, methods, parser) -> int:
-    from nnunet_sam_adapter.benchmark.budget import Budget
+    from nnunet_sam_adapter.training.budget import Budget
     from nnunet_sam_adapter.benchmark.executors import ExecutorOptions
-    from nnunet_sam_adapter.benchmark.pipeline import run_benchmark
+    from nnunet_sam_adapter.benchmark.pipeline import BenchmarkSettings, run_benchmark
     from nnunet_sam_adapter.benchmark.status import print_status
     from nnunet_sam_adapter.evaluation.postprocessing import BENCHMARK_EVALUATION
 
@@ -139,10 +140,11 @@ def _run(args, methods, parser) -> int:
     fold = 0 if args.f is None else args.f
     if args.status:
         return print_status(args.d, methods, fold, args.folds, args.o)
-    results = run_benchmark(args.d, methods, fold, budget, args.o, args.device, args.retrain, not args.no_mirroring,
-                            args.overlay_cases, args.np, folds=args.folds, executor=options,
-                            aggregate_only=args.aggregate_only, save_every=args.save_every,
-                            evaluations=() if args.no_postprocessing else (BENCHMARK_EVALUATION,))
+    results = run_benchmark(BenchmarkSettings(
+        args.d, tuple(methods), fold=fold, folds=args.folds, budget=budget, output_dir=args.o, device=args.device,
+        retrain=args.retrain, mirroring=not args.no_mirroring, overlay_cases=args.overlay_cases,
+        num_processes=args.np, executor=options, aggregate_only=args.aggregate_only, save_every=args.save_every,
+        evaluations=() if args.no_postprocessing else (BENCHMARK_EVALUATION,)))
     if "submitted" in results:
         print(f"Submitted {len(results['submitted'])} run(s); watch them with --status, then --aggregate-only.")
         return 0
@@ -165,10 +167,10 @@ def _run(args, methods, parser) -> int:
 
 def _missing_modalities(args, methods, fold: int, results: dict) -> None:
     """The 15-subset table (evaluation/missing_modalities.py) for the methods trained on every fold."""
-    from nnunet_sam_adapter.benchmark.layout import nnunet_dirs
     from nnunet_sam_adapter.benchmark.pipeline import output_layout
     from nnunet_sam_adapter.evaluation.missing_modalities import evaluate_missing_modalities
     from nnunet_sam_adapter.methods import METHODS
+    from nnunet_sam_adapter.paths import nnunet_dirs
 
     folds = results.get("folds") or [fold]
     _, _, results_dir = nnunet_dirs(args.d)

@@ -10,7 +10,7 @@ from nnunet_sam_adapter.cli.errors import one_line_errors
 
 
 def main(argv: list[str] | None = None) -> None:
-    from nnunet_sam_adapter.benchmark.demo import DemoSettings
+    from nnunet_sam_adapter.apps.demo import DemoSettings
 
     defaults = DemoSettings()
     parser = argparse.ArgumentParser(prog="nnUNetv2_sam_demo", description=__doc__.split(": ", 1)[1])
@@ -23,7 +23,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("-device", default=defaults.device, choices=("cpu", "cuda"))
     args = parser.parse_args(argv)
 
-    from nnunet_sam_adapter.benchmark.demo import run_demo
+    from nnunet_sam_adapter.apps.demo import run_demo
 
     settings = DemoSettings(work_dir=args.o, epochs=args.epochs, iterations=args.iterations,
                             methods=tuple(args.methods), device=args.device)

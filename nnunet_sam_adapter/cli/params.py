@@ -7,7 +7,8 @@ import json
 
 from nnunet_sam_adapter.cli.errors import one_line_errors
 from nnunet_sam_adapter.model.backbones import BACKBONE_NAMES
-from nnunet_sam_adapter.model.parameters import method_parameter_reports, millions
+from nnunet_sam_adapter.model.parameters import millions
+from nnunet_sam_adapter.reporting.parameters import method_parameter_reports
 
 PARTS = ("image encoder", "stems", "adapters", "mask decoder", "prompt embedding")
 PAPER_NOTE = (

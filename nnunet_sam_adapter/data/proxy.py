@@ -18,7 +18,7 @@ import numpy as np
 import SimpleITK as sitk
 from tqdm import tqdm
 
-from nnunet_sam_adapter.data.atomic_io import atomic_output
+from nnunet_sam_adapter.atomic_io import atomic_output
 from nnunet_sam_adapter.data.images import read_image
 
 PROXY_SPACING_MM = 3.0

@@ -25,7 +25,7 @@ import numpy as np
 import SimpleITK as sitk
 from tqdm import tqdm
 
-from nnunet_sam_adapter.data.atomic_io import atomic_write_text, csv_text
+from nnunet_sam_adapter.atomic_io import atomic_write_text, csv_text
 from nnunet_sam_adapter.data.images import InputError, geometry_differences, read_image
 from nnunet_sam_adapter.evaluation.metrics import (
     ClassSpec,

@@ -30,9 +30,10 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from nnunet_sam_adapter.data.atomic_io import atomic_output, atomic_write_csv, atomic_write_json, atomic_write_text
+from nnunet_sam_adapter.atomic_io import atomic_output, atomic_write_csv, atomic_write_json, atomic_write_text
 from nnunet_sam_adapter.methods import METHODS, Method
 from nnunet_sam_adapter.model.modalities import MODALITIES, modality_channels
+from nnunet_sam_adapter.paths import nnunet_dirs, validation_cases
 
 # Mean whole-tumour Dice (%) over the 15 subsets, BraTS 2018, their own splits (as quoted in issue #11 from
 # the papers' tables): NOT the same data or split as ours; shown for orientation only.
@@ -42,7 +43,6 @@ PROTOCOLS = ("volume", "slice")
 # One row per subset, fewest modalities first (as in the RFNet / mmFormer / DeMoSeg tables).
 SUBSETS: tuple[tuple[str, ...], ...] = tuple(
     subset for k in range(1, len(MODALITIES) + 1) for subset in itertools.combinations(MODALITIES, k))
-FULL_SET = tuple(MODALITIES)
 
 
 class MissingModalityError(RuntimeError):
@@ -52,29 +52,6 @@ class MissingModalityError(RuntimeError):
 def subset_name(subset) -> str:
     """('T2', 'FLAIR') -> 'T2+FLAIR' (also the folder name)."""
     return "+".join(subset)
-
-
-def _nnunet_dirs(dataset) -> tuple[str, Path, Path]:
-    from nnunetv2.paths import nnUNet_preprocessed, nnUNet_results
-    from nnunetv2.utilities.dataset_name_id_conversion import maybe_convert_to_dataset_name
-
-    if not (nnUNet_preprocessed.is_set() and nnUNet_results.is_set()):
-        raise MissingModalityError("nnUNet_preprocessed and nnUNet_results must be set (nnU-Net's env vars)")
-    try:
-        name = maybe_convert_to_dataset_name(dataset)
-    except RuntimeError as error:
-        raise MissingModalityError(f"dataset {dataset} not found: {error}") from error
-    return name, Path(str(nnUNet_preprocessed)) / name, Path(str(nnUNet_results)) / name
-
-
-def validation_cases(preprocessed: Path, fold: int) -> list[str]:
-    splits_file = preprocessed / "splits_final.json"
-    if not splits_file.is_file():
-        raise MissingModalityError(f"{splits_file} is missing: train the methods first")
-    splits = json.loads(splits_file.read_text())
-    if not 0 <= fold < len(splits):
-        raise MissingModalityError(f"fold {fold} not in {splits_file} ({len(splits)} folds)")
-    return sorted(splits[fold]["val"])
 
 
 def _predict_fold(run_dir: Path, fold: int, cases: list[str], channels: dict[str, int], subsets,
@@ -135,7 +112,7 @@ def evaluate_missing_modalities(dataset, methods, folds=(0,), output_dir=None, m
     Returns {"rows": [...], "files": {name: path}, ...}."""
     from nnunet_sam_adapter.evaluation.folders import evaluate_folders
 
-    name, preprocessed, results = _nnunet_dirs(dataset)
+    name, preprocessed, results = nnunet_dirs(dataset)
     dataset_json = json.loads((preprocessed / "dataset.json").read_text())
     channels = modality_channels(dataset_json["channel_names"])
     absent = [m for m in MODALITIES if m not in channels]

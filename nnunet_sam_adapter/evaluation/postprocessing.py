@@ -19,9 +19,10 @@ from __future__ import annotations
 
 import os
 import shutil
-import tempfile
 from collections.abc import Mapping
 from pathlib import Path
+
+from nnunet_sam_adapter.atomic_io import atomic_folder
 
 POSTPROCESSED_SUBDIR = "postprocessed"
 
@@ -65,18 +66,11 @@ def determine_postprocessing_on_copy(prediction_dir, reference_dir, plans: Mappi
         raise PostprocessingError(f"{reference_dir}: no reference segmentation for {', '.join(missing)} "
                                   f"(expected nnU-Net's gt_segmentations of the preprocessed dataset)")
 
-    output_dir.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{output_dir.name}.", dir=output_dir.parent))
-    try:
+    with atomic_folder(output_dir) as staging:
         for path in predictions:
             shutil.copy2(path, staging / path.name)
         pp_fns, pp_fn_kwargs = determine_postprocessing(str(staging), str(reference_dir), plans, dataset_json,
                                                         num_processes=num_processes, keep_postprocessed_files=True)
-        if output_dir.exists():
-            shutil.rmtree(output_dir)
-        os.replace(staging, output_dir)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
     return {"steps": describe_postprocessing(pp_fns, pp_fn_kwargs), "pkl": str(output_dir / "postprocessing.pkl"),
             "postprocessed_dir": str(output_dir / POSTPROCESSED_SUBDIR)}
 
@@ -117,7 +111,7 @@ def benchmark_postprocessing(result, spec) -> dict:
     """Extra evaluation of a benchmark run (`RunSpec.evaluations`): nnU-Net's postprocessing determined on
     the run's validation predictions (plans.json / dataset.json as nnU-Net copied them next to the fold
     folders), the postprocessed predictions evaluated into EVALUATION_DIR/postprocessed."""
-    from nnunet_sam_adapter.benchmark.layout import nnunet_dirs
+    from nnunet_sam_adapter.paths import nnunet_dirs
 
     _, preprocessed, _ = nnunet_dirs(spec.dataset)
     model_dir = Path(result.run_dir).parent

@@ -1,13 +1,11 @@
-"""Parameter counting of the SAM networks (paper Table 3): totals, trainable share, per-part breakdown."""
+"""Parameter counting of networks: totals, trainable share, per-part breakdown of the SAM networks (the
+method-level numbers of paper Table 3 are in reporting/parameters.py)."""
 
 from __future__ import annotations
 
-import torch
 from torch import nn
 
-from nnunet_sam_adapter.methods import METHODS
-from nnunet_sam_adapter.model.backbones import VIT_CONFIGS
-from nnunet_sam_adapter.model.network import SAMCrossModalNetwork, SAMSingleStreamNetwork, _SAMSegmentationNetwork
+from nnunet_sam_adapter.model.network import SAMCrossModalNetwork, _SAMSegmentationNetwork
 
 
 def millions(n: int) -> str:
@@ -43,20 +41,3 @@ def parameter_breakdown(model: _SAMSegmentationNetwork) -> dict[str, dict]:
     return {"image encoder": _count(model.sam.image_encoder), "stems": _count(stems),
             "adapters": _count(adapters), "mask decoder": _count(model.sam.mask_decoder),
             "prompt embedding": _count(model.sam.prompt)}
-
-
-def method_parameter_reports(backbone: str = "vit_b", input_size: int = 256, adapter_depth: int = 6,
-                             num_classes: int = 2, input_channels: int = 4) -> dict[str, dict]:
-    """Parameter report + breakdown of ours and the paper's SAM baselines (Fig. 3), built on the meta
-    device (no memory, no weights): {method: {'report': ..., 'parts': ...}}. LiteMedSAM's TinyViT
-    cannot be built on meta (it calls .item() in __init__); it is small enough for the CPU."""
-    with torch.device("meta" if backbone in VIT_CONFIGS else "cpu"):
-        models = {
-            METHODS["ours"].label: SAMCrossModalNetwork(input_channels, num_classes, backbone, input_size,
-                                                        adapter_depth),
-            f"early fusion ({input_channels} -> 3)": SAMSingleStreamNetwork(input_channels, num_classes,
-                                                                           backbone, input_size),
-            "single modality (1 -> 3)": SAMSingleStreamNetwork(input_channels, num_classes, backbone,
-                                                               input_size, channels=[0]),
-        }
-    return {name: {"report": parameter_report(m), "parts": parameter_breakdown(m)} for name, m in models.items()}

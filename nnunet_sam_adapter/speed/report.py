@@ -12,7 +12,7 @@ import json
 import os
 from pathlib import Path
 
-from nnunet_sam_adapter.data.atomic_io import atomic_write_json, atomic_write_text
+from nnunet_sam_adapter.atomic_io import atomic_write_json, atomic_write_text
 from nnunet_sam_adapter.speed.variants import comparisons
 
 PAGE_INTRO = """# Performance

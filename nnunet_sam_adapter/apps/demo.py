@@ -25,8 +25,7 @@ from pathlib import Path
 from tqdm import tqdm
 
 from nnunet_sam_adapter.methods import QUICK_METHODS
-
-NNUNET_FOLDERS = ("nnUNet_raw", "nnUNet_preprocessed", "nnUNet_results")
+from nnunet_sam_adapter.paths import NNUNET_FOLDER_VARS, trainer_dir
 
 
 @dataclass(frozen=True)
@@ -53,10 +52,8 @@ class DemoSettings:
 
 def use_demo_folders(work_dir: Path) -> dict[str, str]:
     """Point nnU-Net's env vars into `work_dir` (this process only); returns the user's previous values."""
-    from nnunet_sam_adapter.cli.trainer_dir import trainer_dir
-
-    previous = {name: os.environ[name] for name in NNUNET_FOLDERS if name in os.environ}
-    for name in NNUNET_FOLDERS:
+    previous = {name: os.environ[name] for name in NNUNET_FOLDER_VARS if name in os.environ}
+    for name in NNUNET_FOLDER_VARS:
         (work_dir / name).mkdir(parents=True, exist_ok=True)
         os.environ[name] = str((work_dir / name).resolve())
     os.environ["nnUNet_extTrainer"] = trainer_dir()
@@ -75,7 +72,7 @@ def _done(marker: Path, settings: dict) -> bool:
 
 
 def _mark(marker: Path, settings: dict) -> None:
-    from nnunet_sam_adapter.data.atomic_io import atomic_write_json
+    from nnunet_sam_adapter.atomic_io import atomic_write_json
 
     atomic_write_json(marker, settings)
 
@@ -134,8 +131,8 @@ def run_demo(settings: DemoSettings = DemoSettings()) -> DemoReport:
         tqdm.write(f"Note: the demo uses its own nnU-Net folders in {work_dir}; your "
                    f"{', '.join(previous)} {'is' if len(previous) == 1 else 'are'} not touched.")
 
-    from nnunet_sam_adapter.benchmark.budget import Budget
-    from nnunet_sam_adapter.benchmark.pipeline import run_benchmark
+    from nnunet_sam_adapter.training.budget import Budget
+    from nnunet_sam_adapter.benchmark.pipeline import BenchmarkSettings, run_benchmark
     from nnunet_sam_adapter.model.checkpoints import default_checkpoint
     from nnunet_sam_adapter.data.conversion import convert_brats
 
@@ -159,10 +156,10 @@ def run_demo(settings: DemoSettings = DemoSettings()) -> DemoReport:
     # Training: augmentation in-process; a background worker would cost a torch import and compete
     # with the training threads on 2 cores.
     os.environ["nnUNet_n_proc_DA"] = "0"
-    results = step("benchmark", lambda: run_benchmark(
-        settings.dataset_id, settings.methods, fold=0, budget=Budget(settings.epochs, settings.iterations),
+    results = step("benchmark", lambda: run_benchmark(BenchmarkSettings(
+        settings.dataset_id, tuple(settings.methods), fold=0, budget=Budget(settings.epochs, settings.iterations),
         output_dir=work_dir / "benchmark", device=settings.device, mirroring=False, overlay_cases=2,
-        num_processes=1))
+        num_processes=1)))
     steps.close()
     tables_md = Path(results["tables"]["tables.md"]).read_text()
     report = DemoReport(tables_md, {**results["tables"], **results["figures"]}, settings.backbone,

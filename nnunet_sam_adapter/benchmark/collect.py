@@ -1,21 +1,17 @@
-"""Collect the finished runs of a fold (or of all folds) and write its tables, figures and results.json.
+"""Collect the finished runs of a fold (or of all folds) from the output tree, and why the others are missing.
 
 A reporting step never discards finished work: a requested run that is not finished is listed as
-missing with the reason (failed: its error line; running; not run), and every table or figure that can
-be written is written: one that fails is named in `results['report_errors']` and the others go on.
+missing with the reason (failed: its error line; running; not run).
 """
 
 from __future__ import annotations
 
-import json
 import os
 import socket
-from pathlib import Path
 
-from tqdm import tqdm
-
-from nnunet_sam_adapter.benchmark.layout import OutputLayout, load_json
+from nnunet_sam_adapter.benchmark.layout import OutputLayout
 from nnunet_sam_adapter.evaluation.postprocessing import postprocessed_record
+from nnunet_sam_adapter.paths import load_json
 
 
 def run_state(layout: OutputLayout, method: str, fold: int) -> dict:
@@ -61,24 +57,3 @@ def collect_runs(layout: OutputLayout, methods, folds) -> tuple[dict, dict]:
             else:
                 missing[fold][method] = missing_reason(run_state(layout, method, fold))
     return finished, missing
-
-
-def write_outputs(results: dict, output_dir: Path, writers: dict) -> dict:
-    """Run each writer (name -> f(results, output_dir) -> {file: path}, stored as results[name]); a failing
-    one is reported in results['report_errors'], not fatal. Writes results.json last. Returns {file: path}."""
-    written, errors = {}, {}
-    results["report_errors"] = errors  # filled as writers fail: tables written last can list the failures
-    output_dir.mkdir(parents=True, exist_ok=True)
-    for name, writer in writers.items():
-        try:
-            results[name] = writer(results, output_dir) or {}
-            written.update(results[name])
-        except Exception as error:  # noqa: BLE001 - the other tables still get written
-            results[name] = {}
-            errors[name] = f"{type(error).__name__}: {error}"
-            tqdm.write(f"{name} not written: {errors[name]}")
-    from nnunet_sam_adapter.data.atomic_io import atomic_write_json
-
-    atomic_write_json(output_dir / "results.json", json.loads(json.dumps(results, default=str)))
-    written["results.json"] = str(output_dir / "results.json")
-    return written

@@ -1,5 +1,5 @@
-"""Atomic output writing: one-file writes (text, JSON, CSV, figures), staging folders nnU-Net cannot see,
-signal-safe commits, stale-temp cleanup.
+"""Atomic output writing: one-file writes (text, JSON, CSV, figures), whole folders, staging folders
+nnU-Net cannot see, signal-safe commits, stale-temp cleanup.
 
 nnU-Net lists a dataset's files by suffix (``subfiles(folder, suffix=".nii.gz")``) inside imagesTr,
 labelsTr and imagesTs only, so outputs are first written into ``<root>/.nnsam_tmp/run-<pid>-<hex>/``
@@ -13,6 +13,7 @@ import json
 import os
 import shutil
 import signal
+import tempfile
 import uuid
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -83,6 +84,23 @@ def atomic_output(path: str | os.PathLike) -> Iterator[Path]:
         os.replace(temp, path)
     finally:
         temp.unlink(missing_ok=True)
+
+
+@contextmanager
+def atomic_folder(path: str | os.PathLike) -> Iterator[Path]:
+    """A hidden staging folder next to ``path``: when the block succeeds it replaces ``path`` whole (the old
+    folder removed, the staging folder renamed with ``os.replace``), when it raises it is removed. Readers
+    never see a half-written folder at ``path``."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
+    try:
+        yield staging
+        if path.exists():
+            shutil.rmtree(path)
+        os.replace(staging, path)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
 
 
 def atomic_write_text(path: str | os.PathLike, text: str) -> None:

@@ -19,8 +19,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from nnunet_sam_adapter.benchmark.budget import images_seen
-from nnunet_sam_adapter.data.atomic_io import atomic_write_text, csv_text
+from nnunet_sam_adapter.training.budget import images_seen
+from nnunet_sam_adapter.atomic_io import atomic_write_text, csv_text
 from nnunet_sam_adapter.evaluation.postprocessing import with_postprocessed
 from nnunet_sam_adapter.methods import ABLATIONS, table_methods
 from nnunet_sam_adapter.model.parameters import millions

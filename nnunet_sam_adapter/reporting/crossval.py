@@ -12,7 +12,7 @@ from __future__ import annotations
 import csv
 from pathlib import Path
 
-from nnunet_sam_adapter.benchmark.statistics import holm, paired_comparison
+from nnunet_sam_adapter.reporting.statistics import holm, paired_comparison
 from nnunet_sam_adapter.evaluation.metrics import summarize
 from nnunet_sam_adapter.evaluation.postprocessing import POSTPROCESSED_SUFFIX, postprocessed_label
 from nnunet_sam_adapter.methods import REFERENCE_METHODS

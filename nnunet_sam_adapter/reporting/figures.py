@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from nnunet_sam_adapter.data.atomic_io import atomic_output
+from nnunet_sam_adapter.atomic_io import atomic_output
 
 REFERENCE_COLOUR, PREDICTION_COLOUR = "#2ca02c", "#d62728"
 PROTOCOL_STYLE = {"slice": ("#4c72b0", "slice (paper)"), "volume": ("#dd8452", "volume")}

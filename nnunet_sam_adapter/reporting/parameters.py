@@ -1,4 +1,5 @@
-"""Table 3's numbers: parameters of every network the dataset's plans can build, and the SAM settings.
+"""Table 3's numbers: parameters of every network the dataset's plans can build, the SAM settings, and
+the paper's SAM networks at given settings (`nnUNetv2_sam_params`).
 
 Never raises for a network that cannot be built for these plans (e.g. MONAI's SwinUNETR on a stock
 2d patch of [64, 48]): its entry says why, so a reporting step never discards finished work.
@@ -6,8 +7,27 @@ Never raises for a network that cannot be built for these plans (e.g. MONAI's Sw
 
 from __future__ import annotations
 
-from nnunet_sam_adapter.benchmark.layout import BenchmarkError, load_json, load_plans, nnunet_dirs, trainer_class
+import pydoc
+from pathlib import Path
+
 from nnunet_sam_adapter.methods import ABLATIONS, METHODS, SAM_PLANS_NAME, Method
+from nnunet_sam_adapter.paths import load_json, nnunet_dirs
+
+
+def _plans(preprocessed: Path, method: Method) -> dict | None:
+    """The method's plans, None when the file or its configuration does not exist (the benchmark says how
+    to write them; a report leaves the row out)."""
+    plans = load_json(preprocessed / f"{method.plans}.json")
+    if not isinstance(plans, dict) or method.configuration not in plans.get("configurations", {}):
+        return None
+    return plans
+
+
+def _trainer_class(method: Method) -> type:
+    found = pydoc.locate(method.trainer)
+    if found is None:
+        raise ImportError(f"trainer class {method.trainer} of method {method.name} cannot be imported")
+    return found
 
 
 def network_parameters(method: Method, dataset: int | str) -> dict | None:
@@ -20,9 +40,8 @@ def network_parameters(method: Method, dataset: int | str) -> dict | None:
     from nnunet_sam_adapter.model.parameters import parameter_report
 
     _, preprocessed, _ = nnunet_dirs(dataset)
-    try:
-        plans = load_plans(preprocessed, method)
-    except BenchmarkError:
+    plans = _plans(preprocessed, method)
+    if plans is None:
         return None
     try:
         dataset_json = load_json(preprocessed / "dataset.json")
@@ -30,7 +49,7 @@ def network_parameters(method: Method, dataset: int | str) -> dict | None:
         configuration = plans_manager.get_configuration(method.configuration)
         inputs = determine_num_input_channels(plans_manager, configuration, dataset_json)
         outputs = plans_manager.get_label_manager(dataset_json).num_segmentation_heads
-        build = trainer_class(method).build_network_architecture
+        build = _trainer_class(method).build_network_architecture
         try:
             with torch.device("meta"):
                 network = build(plans_manager, configuration, inputs, outputs, method.deep_supervision)
@@ -67,3 +86,26 @@ def sam_description(dataset: int | str) -> dict | None:
     return {"backbone": sam.get("backbone"), "input_size": sam.get("input_size"),
             "adapter_depth": sam.get("adapter_depth"), "batch_size": sam.get("batch_size"),
             "weights": weights or "RANDOM (no pretrained weights: the numbers do not reflect the method)"}
+
+
+def method_parameter_reports(backbone: str = "vit_b", input_size: int = 256, adapter_depth: int = 6,
+                             num_classes: int = 2, input_channels: int = 4) -> dict[str, dict]:
+    """Parameter report + breakdown of ours and the paper's SAM baselines (Fig. 3), built on the meta
+    device (no memory, no weights): {method: {'report': ..., 'parts': ...}}. LiteMedSAM's TinyViT
+    cannot be built on meta (it calls .item() in __init__); it is small enough for the CPU."""
+    import torch
+
+    from nnunet_sam_adapter.model.backbones import VIT_CONFIGS
+    from nnunet_sam_adapter.model.network import SAMCrossModalNetwork, SAMSingleStreamNetwork
+    from nnunet_sam_adapter.model.parameters import parameter_breakdown, parameter_report
+
+    with torch.device("meta" if backbone in VIT_CONFIGS else "cpu"):
+        models = {
+            METHODS["ours"].label: SAMCrossModalNetwork(input_channels, num_classes, backbone, input_size,
+                                                        adapter_depth),
+            f"early fusion ({input_channels} -> 3)": SAMSingleStreamNetwork(input_channels, num_classes,
+                                                                           backbone, input_size),
+            "single modality (1 -> 3)": SAMSingleStreamNetwork(input_channels, num_classes, backbone,
+                                                               input_size, channels=[0]),
+        }
+    return {name: {"report": parameter_report(m), "parts": parameter_breakdown(m)} for name, m in models.items()}
