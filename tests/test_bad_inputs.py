@@ -28,10 +28,13 @@ from nnunet_sam_adapter.cli import plan_and_preprocess as plan_cli
 from nnunet_sam_adapter.cli import register as register_cli
 from nnunet_sam_adapter.data import case_pipeline, conversion, worker_pool
 from nnunet_sam_adapter.data.brats import CHANNELS, find_cases
-from nnunet_sam_adapter.data.synthetic import write_brats_dataset
+from nnunet_sam_adapter.data.synthetic import flip_direction_xy, write_brats_dataset
+from real_data import real_folder
 
 ROOT = Path(__file__).resolve().parents[1]
-SHAPE = {"shape_zyx": (16, 32, 32)}
+# aligned phantoms: the commands run with --register never, and a misaligned modality is refused by the
+# registration quality gate (a phantom moved by 4-8 degrees / 3-6 mm has alignment NMI ~1.015-1.2)
+SHAPE = {"shape_zyx": (16, 32, 32), "misalign": False}
 
 
 def tree_hashes(folder: Path) -> dict:
@@ -457,6 +460,136 @@ def test_worker_publishes_nothing_once_orphaned(brats, tmp_path, monkeypatch):
     with pytest.raises(SystemExit):
         case_pipeline.process_case(job)
     assert exits == [1] and not (tmp_path / "out").exists()
+
+
+# ---------------------------------------------------------------- registration quality gate (issue 19)
+
+# a full-resolution (1 mm) crop of a real BraTS case around the brain's centre: 120 x 120 x 48 voxels
+CROP_INDEX, CROP_SIZE = (60, 60, 50), (120, 120, 48)
+
+
+@pytest.fixture(scope="module")
+def real_crop(tmp_path_factory):
+    source = sorted(p for p in real_folder("btsgp_brats2021").iterdir() if p.is_dir())[0]
+    out = tmp_path_factory.mktemp("real_crop") / "brats"
+    (out / source.name).mkdir(parents=True)
+    for path in sorted(source.glob("*.nii.gz")):
+        cropped = sitk.RegionOfInterest(sitk.ReadImage(str(path)), CROP_SIZE, CROP_INDEX)
+        sitk.WriteImage(cropped, str(out / source.name / path.name), useCompression=True)
+    return out
+
+
+def _flipped_flair(real_crop: Path, tmp_path: Path) -> tuple[Path, str, Path]:
+    brats = tmp_path / "brats"
+    shutil.copytree(real_crop, brats)
+    case_id, case_dir = first_case(brats)
+    flair = case_dir / f"{case_id}_flair.nii.gz"
+    _rewrite(flair, flip_direction_xy)  # same voxels, direction flipped in x and y
+    return brats, case_id, flair
+
+
+@pytest.mark.parametrize("mode, command", [
+    ("never", "convert"), pytest.param("auto", "register", marks=pytest.mark.slow),
+    pytest.param("always", "convert", marks=pytest.mark.slow)])
+def test_flipped_orientation_header_is_refused(mode, command, real_crop, tmp_path, raw, capsys):
+    """Was: exit 0 and a mirrored (never) or mis-registered (auto: 180 degrees is out of the optimiser's
+    reach) FLAIR in the dataset."""
+    brats, case_id, flair = _flipped_flair(real_crop, tmp_path)
+    before = tree_hashes(brats)
+    if command == "convert":
+        argv, out = ["-i", brats, "-d", 801, "--register", mode, "-np", 1], raw / "Dataset801_BraTS"
+        message = fails(capsys, convert_cli.main, *argv)
+    else:
+        out = tmp_path / "out"
+        message = fails(capsys, register_cli.main, "-i", brats, "-o", out, "--register", mode, "-np", 1)
+    assert f"case {case_id}: {flair}: flair does not match T2 after it was " in message, message
+    figure = float(re.search(r"alignment NMI (\d\.\d+) < threshold", message)[1])
+    assert figure < case_pipeline.registration.QUALITY_THRESHOLD
+    assert "wrong orientation header" in message and "--keep-poor-registration" in message
+    assert tree_hashes(brats) == before and not out.exists()
+
+
+def test_keep_poor_registration_keeps_the_case_and_flags_it(real_crop, tmp_path, raw, capsys):
+    brats, case_id, flair = _flipped_flair(real_crop, tmp_path)
+    before = tree_hashes(brats)
+    convert_cli.main([str(a) for a in ["-i", brats, "-d", 801, "--register", "never", "-np", 1,
+                                       "--keep-poor-registration"]])
+    err = capsys.readouterr().err
+    assert f"warning: case {case_id}: flair kept with --keep-poor-registration" in err, err
+    report = json.loads((raw / "Dataset801_BraTS" / "registration_reports" / f"{case_id}.json").read_text())
+    assert report["poor_alignment"] == ["flair"]
+    alignment = report["modalities"]["flair"]["alignment"]
+    assert alignment["poor"] is True and alignment["nmi"] < alignment["threshold"]
+    assert not report["modalities"]["t1"]["alignment"]["poor"]
+    assert (raw / "Dataset801_BraTS" / "imagesTr" / f"{case_id}_0003.nii.gz").is_file()
+    assert tree_hashes(brats) == before
+
+
+def test_good_case_passes_and_its_report_holds_the_alignment_figure(real_crop, tmp_path, raw, capsys):
+    brats = tmp_path / "brats"
+    shutil.copytree(real_crop, brats)
+    case_id, _ = first_case(brats)
+    before = tree_hashes(brats)
+    convert_cli.main([str(a) for a in ["-i", brats, "-d", 801, "--register", "never", "-np", 1]])
+    report = json.loads((raw / "Dataset801_BraTS" / "registration_reports" / f"{case_id}.json").read_text())
+    assert report["poor_alignment"] == []
+    for modality in ("t1", "t1ce", "flair"):
+        alignment = report["modalities"][modality]["alignment"]
+        assert alignment["nmi"] >= alignment["threshold"] == case_pipeline.registration.QUALITY_THRESHOLD, alignment
+        assert alignment["poor"] is False and -1.0 <= alignment["ncc"] <= 1.0
+    assert tree_hashes(brats) == before
+
+
+def test_another_patients_modality_is_refused(real_crop, tmp_path, raw, capsys):
+    """The FLAIR of another real case (same BraTS atlas space, same crop) in place of the case's own."""
+    brats = tmp_path / "brats"
+    shutil.copytree(real_crop, brats)
+    case_id, case_dir = first_case(brats)
+    other = sorted(p for p in real_folder("bioexp_brats2018").iterdir() if p.is_dir())[0]
+    flair = case_dir / f"{case_id}_flair.nii.gz"
+    cropped = sitk.RegionOfInterest(sitk.ReadImage(str(other / f"{other.name}_flair.nii.gz")), CROP_SIZE, CROP_INDEX)
+    sitk.WriteImage(cropped, str(flair), useCompression=True)
+    before = tree_hashes(brats)
+    message = fails(capsys, convert_cli.main, "-i", brats, "-d", 801, "--register", "never", "-np", 1)
+    assert f"case {case_id}: {flair}: flair does not match T2" in message and "another patient" in message, message
+    assert tree_hashes(brats) == before and not (raw / "Dataset801_BraTS").exists()
+
+
+# ---------------------------------------------------------------- case discovery (issue 19 extras)
+
+def test_hidden_case_folder_is_named_not_skipped_silently(brats, raw, capsys):
+    """A case folder named like '..' (a name starting with '.') is hidden: skipped, but said in one line."""
+    case_id, case_dir = first_case(brats)
+    other_id = sorted(p.name for p in brats.iterdir())[1]
+    hidden_folder = brats / f".{other_id}"
+    (brats / other_id).rename(hidden_folder)
+    dots = brats / "dots"
+    dots.mkdir()
+    for path in sorted(hidden_folder.glob("*.nii.gz")):
+        shutil.copyfile(path, dots / path.name.replace(other_id, ".."))
+    before = tree_hashes(brats)
+    argv, dataset = convert(raw, brats)
+    convert_cli.main([str(a) for a in argv])
+    captured = capsys.readouterr()
+    warnings = [line for line in captured.err.splitlines() if "warning:" in line]
+    assert len(warnings) == 2, captured.err
+    assert f"warning: case .{other_id}: {hidden_folder}: skipped: this folder name starts with '.'" in warnings[0]
+    assert f"warning: case ..: {dots / '.._flair.nii.gz'}: skipped: this file name starts with '.'" in warnings[1]
+    assert "1 converted" in captured.out and (dataset / "registration_reports" / f"{case_id}.json").is_file()
+    assert tree_hashes(brats) == before
+
+
+def test_seg_only_case_with_allow_missing_says_no_modality_at_all(brats, tmp_path, capsys):
+    case_id, case_dir = first_case(brats)
+    for modality in CHANNELS:
+        (case_dir / f"{case_id}_{modality}.nii.gz").unlink()
+    before = tree_hashes(brats)
+    message = fails(capsys, register_cli.main, "-i", brats, "-o", tmp_path / "out", "--allow-missing",
+                    "--register", "never", "-np", 1)
+    assert f"case {case_id}: {case_dir}: no modality at all (only {case_id}_seg.nii.gz): expected at least one of " \
+           "t1, t1ce, t2, flair" in message, message
+    assert "missing modality" not in message
+    assert tree_hashes(brats) == before and not (tmp_path / "out").exists()
 
 
 # ---------------------------------------------------------------- the matrix in docs/reliability.md

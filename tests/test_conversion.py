@@ -81,8 +81,9 @@ def test_convert_2021_whole_tumor_registered_idempotent(tmp_path):
 
 
 def test_convert_2023_regions_and_label_mapping(tmp_path):
-    ids23 = write_brats_dataset(tmp_path / "b23", 2, seed=7, naming="2023", **SMALL)
-    ids21 = write_brats_dataset(tmp_path / "b21", 2, seed=7, naming="2021", **SMALL)
+    # aligned phantoms: --register never keeps a misaligned modality out (registration quality gate)
+    ids23 = write_brats_dataset(tmp_path / "b23", 2, seed=7, naming="2023", misalign=False, **SMALL)
+    ids21 = write_brats_dataset(tmp_path / "b21", 2, seed=7, naming="2021", misalign=False, **SMALL)
     raw = tmp_path / "raw"
     run_command("nnUNetv2_sam_convert_brats", "-i", tmp_path / "b23", "-d", 502, "-n", "Regions23",
                 "--labels", "regions", "--register", "never", "-np", 1, raw=raw)
@@ -101,7 +102,9 @@ def test_convert_2023_regions_and_label_mapping(tmp_path):
     assert np.array_equal(label23 == 1, seg23 == 2) and np.array_equal(label23 == 2, seg23 == 1)
     assert np.array_equal(label23 == 3, seg23 == 3)
     report = json.loads((raw / "Dataset502_Regions23" / "registration_reports" / f"{ids23[0]}.json").read_text())
-    assert report["modalities"]["t1"] == {"registered": False, "reason": "--register never"}
+    t1 = report["modalities"]["t1"]
+    assert {k: t1[k] for k in ("registered", "reason")} == {"registered": False, "reason": "--register never"}
+    assert t1["alignment"]["nmi"] >= t1["alignment"]["threshold"] and not t1["alignment"]["poor"]
 
 
 def _corrupt(kind: str, case_dir: Path, case_id: str, brats_dir: Path) -> str:
@@ -154,7 +157,7 @@ BAD_KINDS = ["missing modality", "unreadable", "not 3D", "empty", "nan", "bad la
 @pytest.fixture(scope="module")
 def small_brats(tmp_path_factory):
     folder = tmp_path_factory.mktemp("small") / "brats"
-    write_brats_dataset(folder, 2, seed=3, naming="2021", shape_zyx=(16, 32, 32))
+    write_brats_dataset(folder, 2, seed=3, naming="2021", shape_zyx=(16, 32, 32), misalign=False)
     return folder
 
 
@@ -177,7 +180,7 @@ def test_bad_input_gets_clear_error(kind, small_brats, tmp_path):
 def test_skip_bad_converts_the_good_cases(small_brats, tmp_path):
     brats = tmp_path / "brats"
     shutil.copytree(small_brats, brats)
-    write_brats_dataset(tmp_path / "more", 4, seed=10, naming="2021", shape_zyx=(16, 32, 32))
+    write_brats_dataset(tmp_path / "more", 4, seed=10, naming="2021", shape_zyx=(16, 32, 32), misalign=False)
     for index, kind in ((2, "nan"), (3, "bad labels")):
         case_id = f"BraTS2021_{index:05d}"
         shutil.copytree(tmp_path / "more" / case_id, brats / case_id)

@@ -63,8 +63,40 @@ def expected_path(case_id: str, naming: str, role: str, folder: Path) -> Path:
     return folder / f"{case_id}{BRATS_SUFFIXES[naming][role]}{FILE_ENDING}"
 
 
-def _visible_files(folder: Path, recursive: bool):
+def _is_image_name(name: str) -> bool:
+    return name.endswith((".nii.gz", ".nii"))
+
+
+def _holds_images(folder: Path) -> bool:
+    return any(_is_image_name(name) for _, _, names in os.walk(folder) for name in names)
+
+
+def _hidden_case_warning(path: Path) -> InputError:
+    """A hidden file or folder (name starting with '.', e.g. a case folder named '..' or macOS '._' copies)
+    that holds case images: skipped, as nnU-Net skips hidden files, but said in one line."""
+    match = _BRATS_FILE.match(path.name) or _NNUNET_FILE.match(path.name)
+    case_id = match["case"] if match else path.name
+    kind = "folder" if path.is_dir() else "file"
+    return InputError(case_id, path, f"skipped: this {kind} name starts with '.' (hidden: never read as a case, as "
+                                     "nnU-Net skips hidden files): expected case folders and files whose names "
+                                     "do not start with '.' (rename it if it holds a case)")
+
+
+def _visible_files(folder: Path, recursive: bool, hidden: list | None = None):
+    """Files under ``folder`` whose path has no hidden part; hidden files and folders that hold NIfTI images
+    are appended to ``hidden`` (one entry per hidden folder, one per hidden case of a folder)."""
     for dirpath, dirnames, filenames in os.walk(folder):
+        if hidden is not None:
+            hidden.extend(Path(dirpath) / d for d in sorted(dirnames)
+                          if d.startswith(".") and _holds_images(Path(dirpath) / d))
+            seen = set()
+            for name in sorted(filenames):
+                if name.startswith(".") and _is_image_name(name):
+                    match = _BRATS_FILE.match(name) or _NNUNET_FILE.match(name)
+                    key = match["case"] if match else name
+                    if key not in seen:
+                        seen.add(key)
+                        hidden.append(Path(dirpath) / name)
         dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
         for name in sorted(filenames):
             if not name.startswith("."):
@@ -73,8 +105,9 @@ def _visible_files(folder: Path, recursive: bool):
             return
 
 
-def _collect_files(folder: Path, allow_nnunet_naming: bool, problems: dict) -> dict:
-    """case ID -> {"namings", "files" (role -> path), "folders"}; naming problems go to ``problems``."""
+def _collect_files(folder: Path, allow_nnunet_naming: bool, problems: dict, hidden: list | None = None) -> dict:
+    """case ID -> {"namings", "files" (role -> path), "folders"}; naming problems go to ``problems``,
+    hidden files and folders that hold images to ``hidden``."""
     found: dict[str, dict] = {}
 
     def add(case_id, naming, role, path):
@@ -86,7 +119,7 @@ def _collect_files(folder: Path, allow_nnunet_naming: bool, problems: dict) -> d
                 case_id, path, f"duplicate case ID: {role} also at {entry['files'][role]}"))
         entry["files"][role] = path
 
-    for path in _visible_files(folder, recursive=True):
+    for path in _visible_files(folder, recursive=True, hidden=hidden):
         match = _BRATS_FILE.match(path.name)
         if match:
             add(match["case"], *_SUFFIX_ROLE[match["suffix"]], path)
@@ -112,21 +145,31 @@ def _case_problem(case_id: str, entry: dict, allow_missing: bool = False) -> Inp
     if len(namings) > 1:
         return InputError(case_id, folders[0], f"mixes file namings {sorted(namings)}: expected one")
     missing = [m for m in CHANNELS if m not in files]
-    if missing and (not allow_missing or len(missing) == len(CHANNELS)):
+    if len(missing) == len(CHANNELS):
+        found = f"only {files['seg'].name}" if "seg" in files else "no image"
+        return InputError(case_id, folders[0], f"no modality at all ({found}): expected "
+                                               f"{'at least one of' if allow_missing else 'all of'} "
+                                               f"{', '.join(CHANNELS)}")
+    if missing and not allow_missing:
         return InputError(case_id, expected_path(case_id, next(iter(namings)), missing[0], folders[0]),
                           f"missing modality {missing[0]}: file not found")
     return None
 
 
-def find_cases(folder, allow_nnunet_naming: bool = False,
-               allow_missing: bool = False) -> tuple[list[CaseFiles], list[InputError]]:
+def find_cases(folder, allow_nnunet_naming: bool = False, allow_missing: bool = False,
+               warnings: list | None = None) -> tuple[list[CaseFiles], list[InputError]]:
     """Cases under ``folder`` (BraTS case folders, searched recursively; with ``allow_nnunet_naming`` also
     flat ``CASE_0000..0003`` files) and the discovery problems: missing modality (unless ``allow_missing``:
-    then a case needs one modality, and ``CaseFiles.images`` holds the present ones), duplicate case ID,
-    mixed namings, unexpected nnU-Net channel."""
+    then a case needs one modality, and ``CaseFiles.images`` holds the present ones), no modality at all
+    (e.g. a seg alone), duplicate case ID, mixed namings, unexpected nnU-Net channel. Hidden files and
+    folders (a case folder named '..') are skipped; those holding images are appended to ``warnings``
+    (InputError, one line each) when given."""
     folder = Path(folder)
     problems: dict[str, InputError] = {}
-    found = _collect_files(folder, allow_nnunet_naming, problems)
+    hidden: list[Path] = []
+    found = _collect_files(folder, allow_nnunet_naming, problems, hidden)
+    if warnings is not None:
+        warnings.extend(_hidden_case_warning(path) for path in hidden)
     cases = []
     for case_id, entry in sorted(found.items()):
         if case_id not in problems and (problem := _case_problem(case_id, entry, allow_missing)):

@@ -83,6 +83,29 @@ def _register(case: CaseFiles, modality: str, image: sitk.Image, t2: sitk.Image)
     return registration.resample_to(t2, image, transform), report
 
 
+def check_alignment(case: CaseFiles, modality: str, reference_name: str, reference: sitk.Image,
+                    aligned: sitk.Image, report: dict, keep_poor: bool, mask: np.ndarray | None = None) -> dict:
+    """The registration quality gate: NMI of ``aligned`` (on the reference grid) with the reference inside
+    its head mask, against ``registration.QUALITY_THRESHOLD``. Below it the case is refused (InputError)
+    unless ``keep_poor``: then it is kept and flagged ("poor": true). Returns the report's "alignment"."""
+    quality = registration.alignment_quality(reference, aligned, mask)
+    threshold = registration.QUALITY_THRESHOLD
+    alignment = {"nmi": round(quality["nmi"], 4), "ncc": round(quality["ncc"], 4), "threshold": threshold,
+                 "poor": quality["nmi"] < threshold}
+    if alignment["poor"] and not keep_poor:
+        how = ("registered" if report.get("registered") else
+               "resampled in scanner space" if report.get("resampled") else "taken as it is")
+        metric = f", registration metric {report['final_metric']:.3f}" if "final_metric" in report else ""
+        raise InputError(case.case_id, case.images[modality],
+                         f"{modality} does not match {reference_name.upper()} after it was {how} "
+                         f"(--register {report.get('mode', '?')}): alignment NMI {quality['nmi']:.4f} < threshold "
+                         f"{threshold:.3f}{metric}; likely a wrong orientation header (direction), another "
+                         f"patient's image or a failed registration: expected {modality} and "
+                         f"{reference_name.upper()} of the same head (--keep-poor-registration keeps it, flagged "
+                         "in its report)")
+    return alignment
+
+
 def align_modality(case: CaseFiles, modality: str, image: sitk.Image, t2: sitk.Image, register: str):
     """Bring one modality onto T2's grid. Returns (image or None when the input file can be copied as is,
     report dict)."""
@@ -122,6 +145,7 @@ class CaseJob:
     register: str
     labels: str | None
     settings: dict
+    keep_poor_registration: bool = False  # below the alignment threshold: keep and flag instead of refusing
 
 
 def _stage(image: sitk.Image | None, source: Path, staged: Path) -> None:
@@ -142,6 +166,7 @@ def _stage_case(job: CaseJob, staging: Path) -> tuple[dict, dict]:
         seg = read_image(case.case_id, case.seg, "seg", label_map=True)
         label_image = convert_labels(case, seg, t2, job.labels)
     moves, modality_reports = {}, {}
+    reference_mask = sitk.GetArrayFromImage(registration.head_mask(t2)).astype(bool)
     for modality in CHANNELS:
         staged = staging / job.image_outputs[modality].name
         if modality not in images:
@@ -155,6 +180,9 @@ def _stage_case(job: CaseJob, staging: Path) -> tuple[dict, dict]:
             aligned, report = None, {"registered": False, "reason": "reference"}
         else:
             aligned, report = align_modality(case, modality, images[modality], t2, job.register)
+            report["alignment"] = check_alignment(
+                case, modality, reference, t2, aligned if aligned is not None else images[modality],
+                {**report, "mode": job.register}, job.keep_poor_registration, reference_mask)
         _stage(aligned, case.images[modality], staged)
         moves[staged] = job.image_outputs[modality]
         modality_reports[modality] = report
@@ -176,6 +204,7 @@ def process_case(job: CaseJob) -> dict:
         report = {
             "case": case.case_id, "naming": case.naming, "reference": reference_modality(case),
             "missing_modalities": [m for m in CHANNELS if m not in case.images],
+            "poor_alignment": [m for m, r in modality_reports.items() if r.get("alignment", {}).get("poor")],
             "inputs": _fingerprint(case), "settings": job.settings,
             "outputs": {str(final): os.path.getsize(staged) for staged, final in moves.items()},
             "modalities": modality_reports, "seconds": time.perf_counter() - start,

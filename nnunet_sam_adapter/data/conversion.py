@@ -23,6 +23,7 @@ from __future__ import annotations
 import json
 import re
 import shutil
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -49,11 +50,18 @@ class RunSummary:
     skipped: list  # InputError
     skipped_file: Path | None = None
     removed: list | None = None  # cases removed on request (remove_missing)
+    warnings: list | None = None  # InputError: hidden files/folders holding images, skipped (find_cases)
+    flagged: list | None = None  # (case, modality, alignment) kept below the alignment threshold on request
 
 
-def _settings(register: str, labels: str | None) -> dict:
+def _settings(register: str, labels: str | None, keep_poor_registration: bool = False) -> dict:
     return {"register": register, "labels": labels, "registration_version": registration.REGISTRATION_VERSION,
-            "channels": list(CHANNELS)}
+            "channels": list(CHANNELS),
+            **({"keep_poor_registration": True} if keep_poor_registration else {})}
+
+
+def _print_warning(warning: InputError) -> None:
+    print(f"warning: {warning}", file=sys.stderr)
 
 
 def _write_skipped(folder: Path, skipped: list[InputError]) -> Path | None:
@@ -67,7 +75,7 @@ def _write_skipped(folder: Path, skipped: list[InputError]) -> Path | None:
 
 def _run_cases(in_dir: Path, out: Path, make_job, *, command: str, desc: str, allow_nnunet_naming: bool,
                num_processes: int, skip_bad: bool, no_cases_hint: str, before_writing=None,
-               allow_missing: bool = False) -> tuple[RunSummary, list]:
+               allow_missing: bool = False, warn=None) -> tuple[RunSummary, list]:
     """Discover the cases in ``in_dir``, claim ``out``, make one CaseJob per case (``make_job(case,
     staging_root)``), let ``before_writing(jobs, pending)`` check/prepare, run the pending jobs, list the
     skipped cases. Returns (summary, jobs)."""
@@ -75,7 +83,11 @@ def _run_cases(in_dir: Path, out: Path, make_job, *, command: str, desc: str, al
         raise InputError("-", in_dir, "input folder not found: expected a folder of cases")
     if out == in_dir or in_dir in out.parents or out in in_dir.parents:
         raise InputError("-", out, f"output overlaps the input folder {in_dir}: expected separate folders")
-    cases, problems = find_cases(in_dir, allow_nnunet_naming=allow_nnunet_naming, allow_missing=allow_missing)
+    warnings: list[InputError] = []
+    cases, problems = find_cases(in_dir, allow_nnunet_naming=allow_nnunet_naming, allow_missing=allow_missing,
+                                 warnings=warnings)
+    for warning in warnings:  # at once: the run may stop later on another case
+        (warn or _print_warning)(warning)
     if not cases and not problems:
         raise InputError("-", in_dir, f"no cases found: expected {no_cases_hint}")
     if problems and not skip_bad:
@@ -98,8 +110,9 @@ def _run_cases(in_dir: Path, out: Path, make_job, *, command: str, desc: str, al
     shutil.rmtree(staging_root, ignore_errors=True)
     clean_stale_temp(out)
     skipped = sorted([*problems, *errors], key=lambda error: error.case)  # workers finish in any order
+    flagged = sorted((r["case"], m, r["modalities"][m]["alignment"]) for r in reports for m in r.get("poor_alignment", []))
     summary = RunSummary(out, [r["case"] for r in reports], [j.case.case_id for j in jobs if j not in pending],
-                         skipped, _write_skipped(out, skipped))
+                         skipped, _write_skipped(out, skipped), warnings=warnings, flagged=flagged)
     return summary, jobs
 
 
@@ -183,12 +196,14 @@ def _brats_job(out: Path, case: CaseFiles, staging_root: Path, register: str, la
     if label_output is None:
         stale.append(out / "labelsTr" / f"{case.case_id}{FILE_ENDING}")
     return CaseJob(case, image_outputs, label_output, out / REPORTS_DIR / f"{case.case_id}.json", stale,
-                   staging_root, register, labels, {**settings, "split": split})
+                   staging_root, register, labels, {**settings, "split": split},
+                   keep_poor_registration=bool(settings.get("keep_poor_registration")))
 
 
 def convert_brats(brats_dir, dataset_id: int, dataset_name: str = "BraTS", labels: str = "whole_tumor",
                   register: str = "auto", num_processes: int = 4, skip_bad: bool = False,
-                  raw_root=None, remove_missing: bool = False) -> RunSummary:
+                  raw_root=None, remove_missing: bool = False, keep_poor_registration: bool = False,
+                  warn=None) -> RunSummary:
     """Convert BraTS case folders into ``$nnUNet_raw/DatasetXXX_NAME`` (see module docstring).
 
     Cases with a seg go to imagesTr/labelsTr, the others to imagesTs. Cases converted earlier into the
@@ -199,7 +214,7 @@ def convert_brats(brats_dir, dataset_id: int, dataset_name: str = "BraTS", label
         raise ValueError(f"labels in {LABEL_MODES}, register in {REGISTER_MODES}; got {labels!r}, {register!r}")
     brats_dir = Path(brats_dir).resolve()
     out = dataset_folder(dataset_id, dataset_name, raw_root).resolve()
-    settings = _settings(register, labels)
+    settings = _settings(register, labels, keep_poor_registration)
     removed = []
 
     def before_writing(jobs, pending):
@@ -213,7 +228,7 @@ def convert_brats(brats_dir, dataset_id: int, dataset_name: str = "BraTS", label
     summary, _ = _run_cases(
         brats_dir, out, lambda case, staging: _brats_job(out, case, staging, register, labels, settings),
         command="nnUNetv2_sam_convert_brats", desc=f"converting {out.name}", allow_nnunet_naming=False, num_processes=num_processes,
-        skip_bad=skip_bad, before_writing=before_writing,
+        skip_bad=skip_bad, before_writing=before_writing, warn=warn,
         no_cases_hint="BraTS case folders <case>/<case>_t1.nii.gz ... or <case>/<case>-t1n.nii.gz ...")
     num_training = len([p for p in (out / "labelsTr").glob(f"*{FILE_ENDING}") if not p.name.startswith(".")])
     atomic_write_json(out / "dataset.json", _dataset_json(labels, num_training, register))
@@ -224,7 +239,8 @@ def convert_brats(brats_dir, dataset_id: int, dataset_name: str = "BraTS", label
 # ---------------------------------------------------------------- new cases -> registered nnU-Net inputs
 
 def register_cases(in_dir, out_dir, register: str = "auto", num_processes: int = 4,
-                   skip_bad: bool = False, allow_missing: bool = False) -> RunSummary:
+                   skip_bad: bool = False, allow_missing: bool = False, keep_poor_registration: bool = False,
+                   warn=None) -> RunSummary:
     """Register new cases (BraTS case folders or flat nnU-Net ``CASE_0000..0003`` files) to their T2 and
     write them flat in nnU-Net naming into ``out_dir``, ready for ``nnUNetv2_predict``. Segs are ignored;
     reports go to ``out_dir/registration_reports``. ``allow_missing``: a case needs only one modality; each
@@ -233,15 +249,17 @@ def register_cases(in_dir, out_dir, register: str = "auto", num_processes: int =
     if register not in REGISTER_MODES:
         raise ValueError(f"register must be one of {REGISTER_MODES}, got {register!r}")
     in_dir, out_dir = Path(in_dir).resolve(), Path(out_dir).resolve()
-    settings = {**_settings(register, None), **({"allow_missing": True} if allow_missing else {})}
+    settings = {**_settings(register, None, keep_poor_registration),
+                **({"allow_missing": True} if allow_missing else {})}
 
     def make_job(case: CaseFiles, staging_root: Path) -> CaseJob:
         case.seg = None
         image_outputs = {m: out_dir / nnunet_image_name(case.case_id, m) for m in CHANNELS}
         return CaseJob(case, image_outputs, None, out_dir / REPORTS_DIR / f"{case.case_id}.json", [],
-                       staging_root, register, None, settings)
+                       staging_root, register, None, settings, keep_poor_registration=keep_poor_registration)
 
     summary, _ = _run_cases(in_dir, out_dir, make_job, command="nnUNetv2_sam_register", desc="registering", allow_nnunet_naming=True,
                             num_processes=num_processes, skip_bad=skip_bad,
-                            no_cases_hint="BraTS case folders or CASE_0000..0003.nii.gz", allow_missing=allow_missing)
+                            no_cases_hint="BraTS case folders or CASE_0000..0003.nii.gz", allow_missing=allow_missing,
+                            warn=warn)
     return summary

@@ -19,7 +19,7 @@ import SimpleITK as sitk
 from nnunet_sam_adapter.data.images import (  # noqa: F401
     DIRECTION_TOLERANCE, ORIGIN_TOLERANCE_MM, SPACING_TOLERANCE_MM, same_geometry)
 
-REGISTRATION_VERSION = "1"  # bump when results change; conversion re-runs cases registered by older versions
+REGISTRATION_VERSION = "2"  # bump when results change; conversion re-runs cases registered by older versions
 # Fixed metric-sampling seed: results are identical run to run with one ITK thread; with several threads
 # the metric's partial sums are added in varying order (differences ~1e-4 mm).
 RANDOM_SEED = 20240607
@@ -41,6 +41,19 @@ class RegistrationSettings:
 # content check for images on the same grid (see needs_registration)
 MASK_DICE_THRESHOLD = 0.95
 CENTROID_SHIFT_THRESHOLD_MM = 1.0
+# voxels of the head mask drawn (fixed seed) for the alignment-quality histogram (alignment_quality)
+QUALITY_SAMPLES = 200_000
+# The registration quality gate: a modality whose alignment NMI with the reference (alignment_quality) is
+# below this after resampling / registration is refused (or kept and flagged: --keep-poor-registration).
+# Calibrated with scripts/registration_quality_calibration.py on ../shared/data/real (docs/conversion.md):
+#   good (as converted): 18 BraTS cases x T1/T1ce/FLAIR min 1.0399 (max 1.1828); raw TCIA case registered
+#     with --register always: T1 1.0452, T1ce 1.0438, FLAIR 1.0790;
+#   bad: x/y-flipped direction header, resampled (--register never) max 1.0162 (54 figures), registered
+#     (TCIA, 3) max 1.0089;
+#     another patient's modality on T2's grid (same BraTS atlas space) max 1.0339.
+# Threshold between min good and max bad: margin 0.003 to both (narrow only for another patient's
+# skull-stripped image in the same atlas space; a flipped header is 0.02 below).
+QUALITY_THRESHOLD = 1.037
 
 
 def head_mask(image: sitk.Image) -> sitk.Image:
@@ -87,6 +100,46 @@ def registration_decision(t2: sitk.Image, moving: sitk.Image) -> tuple[bool, str
 def needs_registration(t2: sitk.Image, moving: sitk.Image) -> bool:
     """The ``--register auto`` criterion (see ``registration_decision``)."""
     return registration_decision(t2, moving)[0]
+
+
+def alignment_quality(reference: sitk.Image, aligned: sitk.Image, mask: np.ndarray | None = None, bins: int = 32,
+                      max_samples: int = QUALITY_SAMPLES) -> dict:
+    """How well ``aligned`` (a modality already on ``reference``'s grid) matches the reference anatomy.
+
+    Normalised mutual information NMI = (H(R) + H(M)) / H(R, M) (1: independent, 2: one determines the
+    other; Studholme et al. 1999) of the intensities inside the reference's head mask (``head_mask``),
+    from a ``bins`` x ``bins`` joint histogram of at most ``max_samples`` voxels drawn with a fixed seed.
+    Unlike Mattes MI it does not grow with the marginal entropies, so one threshold serves skull-stripped
+    BraTS volumes and raw, unstripped scans. Also returns the NCC over the same voxels (for the report
+    only: T1 against T2 can be anti-correlated when perfectly aligned). ``mask``: the reference's head
+    mask as a boolean (z, y, x) array, when the caller has it already (one per case).
+    """
+    fixed = sitk.GetArrayViewFromImage(reference)
+    moving = sitk.GetArrayViewFromImage(aligned)
+    if mask is None:
+        mask = sitk.GetArrayFromImage(head_mask(reference)).astype(bool)
+    fixed_values = np.asarray(fixed[mask], np.float64)
+    moving_values = np.asarray(moving[mask], np.float64)
+    if fixed_values.size > max_samples:
+        pick = np.random.default_rng(RANDOM_SEED).choice(fixed_values.size, max_samples, replace=False)
+        fixed_values, moving_values = fixed_values[pick], moving_values[pick]
+    if fixed_values.size == 0:
+        return {"nmi": 1.0, "ncc": 0.0, "voxels": 0}
+    joint, _, _ = np.histogram2d(fixed_values, moving_values, bins=bins)
+    joint /= joint.sum()
+
+    def entropy(p):
+        p = p[p > 0]
+        return float(-(p * np.log(p)).sum())
+
+    joint_entropy = entropy(joint)
+    marginals = entropy(joint.sum(axis=1)) + entropy(joint.sum(axis=0))
+    nmi = (entropy(joint.sum(axis=1)) + entropy(joint.sum(axis=0))) / joint_entropy if joint_entropy > 0 else 1.0
+    f = fixed_values - fixed_values.mean()
+    m = moving_values - moving_values.mean()
+    denominator = float(np.sqrt((f * f).sum() * (m * m).sum()))
+    ncc = float((f * m).sum() / denominator) if denominator > 0 else 0.0
+    return {"nmi": float(nmi), "mi": float(marginals - joint_entropy), "ncc": ncc, "voxels": int(mask.sum())}
 
 
 def geometric_centre(image: sitk.Image) -> np.ndarray:

@@ -199,3 +199,17 @@ def write_brats_dataset(out_dir, n_cases: int, seed: int = 0, naming: str = "202
             sitk.WriteImage(case[key], str(case_dir / f"{case_id}{suffix}.nii.gz"), useCompression=True)
         case_ids.append(case_id)
     return case_ids
+
+
+def flip_direction_xy(image: sitk.Image) -> sitk.Image:
+    """The same voxels with a wrong orientation header: the direction flipped in physical x and y (as a
+    RAS/LPS mix-up does), the origin moved so that the grid centre stays where it was. In scanner space
+    the content is mirrored in x and y about the grid centre (a 180-degree turn about z)."""
+    flipped = sitk.Image(image)
+    direction = np.diag([-1.0, -1.0, 1.0]) @ np.asarray(image.GetDirection()).reshape(3, 3)
+    centre_index = [(n - 1) / 2 for n in image.GetSize()]
+    centre = np.asarray(image.TransformContinuousIndexToPhysicalPoint(centre_index))
+    flipped.SetDirection(direction.ravel().tolist())
+    flipped.SetOrigin((0.0, 0.0, 0.0))
+    flipped.SetOrigin(tuple(centre - np.asarray(flipped.TransformContinuousIndexToPhysicalPoint(centre_index))))
+    return flipped
