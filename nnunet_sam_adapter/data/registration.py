@@ -49,8 +49,8 @@ QUALITY_SAMPLES = 200_000
 #   good (as converted): 18 BraTS cases x T1/T1ce/FLAIR min 1.0399 (max 1.1828); raw TCIA case registered
 #     with --register always: T1 1.0452, T1ce 1.0438, FLAIR 1.0790;
 #   bad: x/y-flipped direction header, resampled (--register never) max 1.0162 (54 figures), registered
-#     (TCIA, 3) max 1.0089;
-#     another patient's modality on T2's grid (same BraTS atlas space) max 1.0339.
+#     (TCIA 3, Brats18_2013_11_1 3) max 1.0138;
+#     another patient's modality on T2's grid (same BraTS atlas space) max 1.0339, registered max 1.0295.
 # Threshold between min good and max bad: margin 0.003 to both (narrow only for another patient's
 # skull-stripped image in the same atlas space; a flipped header is 0.02 below).
 QUALITY_THRESHOLD = 1.037
