@@ -206,3 +206,77 @@ def test_a_run_never_run_stays_missing(benchmark_out, capsys):
     stdout, errors, _ = aggregate(capsys, benchmark_out, 0)
     assert "Missing: ours/fold_0: not run" in stdout and errors == []
 
+
+# ------------------------------------------------------------------ class 5: a case lacks a channel file
+
+FOUR_CHANNELS = {"channel_names": {"0": "T1", "1": "T1ce", "2": "T2", "3": "FLAIR"},
+                 "labels": {"background": 0, "tumor": 1}, "numTraining": 1, "file_ending": ".nii.gz"}
+
+
+def _missing_channel(folder: Path) -> tuple[Path, str]:
+    path = folder / "case_b_0003.nii.gz"
+    path.unlink()
+    return path, "missing channel 3 (FLAIR): file not found: expected one file per channel (_0000 T1, _0001 T1ce"
+
+
+def _truncated_channel(folder: Path) -> tuple[Path, str]:
+    path = folder / "case_b_0001.nii.gz"
+    path.write_bytes(path.read_bytes()[:-200])
+    return path, "T1ce is truncated or corrupt"
+
+
+def _other_grid(folder: Path) -> tuple[Path, str]:
+    path = folder / "case_b_0002.nii.gz"
+    write_image(path, np.ones((8, 16, 16), dtype=np.float32), spacing=(1.0, 1.0, 2.0))
+    return path, "T2 geometry differs from channel 0 (T1): spacing (1.0, 1.0, 2.0) vs T1 (1.0, 1.0, 1.0)"
+
+
+@pytest.fixture
+def input_folder(tmp_path):
+    folder = tmp_path / "new_cases_nnunet"
+    rng = np.random.default_rng(0)
+    for case in ("case_a", "case_b", "case_c"):
+        for channel in range(4):
+            write_image(folder / f"{case}_{channel:04d}.nii.gz", rng.random((8, 16, 16)).astype(np.float32))
+    (tmp_path / "dataset.json").write_text(json.dumps(FOUR_CHANNELS))
+    return folder
+
+
+def test_complete_input_folder_passes(input_folder, capsys):
+    from nnunet_sam_adapter.cli import check_inputs
+
+    check_inputs.main(["-i", str(input_folder), "-djfile", str(input_folder.parent / "dataset.json")])
+    assert "3 case(s)" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("damage", [_missing_channel, _truncated_channel, _other_grid],
+                         ids=["missing channel", "truncated channel", "channel on another grid"])
+def test_check_inputs_names_the_case_and_the_channel_file(input_folder, capsys, damage):
+    from nnunet_sam_adapter.cli import check_inputs
+
+    path, problem = damage(input_folder)
+    before = tree_hashes(input_folder.parent)
+    line = fails(capsys, check_inputs.main, "-i", input_folder, "-djfile", input_folder.parent / "dataset.json")
+    assert line.startswith(f"nnUNetv2_sam_check_inputs: error: case case_b: {path}: "), line
+    assert problem in line
+    assert tree_hashes(input_folder.parent) == before
+
+
+def test_check_inputs_finds_the_dataset_json_by_id(input_folder, capsys, monkeypatch, tmp_path):
+    from nnunet_sam_adapter.cli import check_inputs
+
+    for env in ("nnUNet_raw", "nnUNet_preprocessed", "nnUNet_results"):
+        monkeypatch.setenv(env, str(tmp_path / env))
+        (tmp_path / env).mkdir()
+    (tmp_path / "nnUNet_raw" / "Dataset918_Inputs").mkdir()
+    (tmp_path / "nnUNet_raw" / "Dataset918_Inputs" / "dataset.json").write_text(json.dumps(FOUR_CHANNELS))
+    path, problem = _missing_channel(input_folder)
+    (input_folder / "case_c_0000.nii.gz").unlink()
+    before = tree_hashes(tmp_path)
+    with pytest.raises(SystemExit) as exit_info:
+        check_inputs.main(["-i", str(input_folder), "-d", "918"])
+    assert exit_info.value.code == 1
+    lines = capsys.readouterr().err.splitlines()
+    assert len(lines) == 2 and lines[0].startswith(f"nnUNetv2_sam_check_inputs: error: case case_b: {path}: ")
+    assert lines[1].startswith(f"nnUNetv2_sam_check_inputs: error: case case_c: {input_folder / 'case_c_0000.nii.gz'}")
+    assert tree_hashes(tmp_path) == before
