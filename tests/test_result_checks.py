@@ -201,6 +201,22 @@ def test_damaged_result_file_is_refused_by_aggregate_only(benchmark_out, capsys,
     assert runs_and_evaluations[:2] == runs_and_evaluations[2:]  # the result files read are never changed
 
 
+def test_status_names_a_damaged_run(benchmark_out, capsys):
+    from nnunet_sam_adapter.cli import benchmark as benchmark_cli
+
+    path = _cut_inside_last_row(benchmark_out)
+    before = tree_hashes(benchmark_out)
+    with pytest.raises(SystemExit) as exit_info:
+        benchmark_cli.main(["-d", "917", "--methods", "ours", "nnunet_2d", "--folds", "0", "1", "-o",
+                            str(benchmark_out), "--status"])
+    assert exit_info.value.code == 0
+    lines = capsys.readouterr().out.splitlines()
+    damaged = [i for i, line in enumerate(lines) if line.startswith("ours") and "fold 0  damaged" in line]
+    assert damaged and f"error: {path}: ends inside a row" in lines[damaged[0] + 1]
+    assert lines[-1] == "runs: 1 damaged, 3 finished"
+    assert tree_hashes(benchmark_out) == before
+
+
 def test_a_run_never_run_stays_missing(benchmark_out, capsys):
     (benchmark_out / "fold_0" / "runs" / "ours.json").unlink()
     stdout, errors, _ = aggregate(capsys, benchmark_out, 0)

@@ -22,8 +22,13 @@ from nnunet_sam_adapter.paths import load_json
 
 
 def run_state(layout: OutputLayout, method: str, fold: int) -> dict:
-    """{'state': 'finished' | 'failed' | 'running' | 'not run', ...} from the run's record and state files."""
+    """{'state': 'finished' | 'damaged' | 'failed' | 'running' | 'not run', ...} from the run's record and state
+    files (damaged: its record or a result file it points at is damaged; 'error' says which and how)."""
     if layout.run_record(method, fold).is_file():
+        try:
+            checked_record(layout, method, fold)
+        except ResultFileError as error:
+            return {"state": DAMAGED, "error": str(error)}
         return {"state": "finished"}
     state = load_json(layout.run_state(method, fold))
     if not state or state.get("state") == "finished":  # finished, but its record is gone
