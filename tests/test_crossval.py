@@ -21,6 +21,7 @@ from nnunet_sam_adapter.benchmark.reuse import RunOnDisk, decide
 from nnunet_sam_adapter.reporting.statistics import holm, paired_comparison
 from nnunet_sam_adapter.reporting.tables import tables_markdown, write_tables
 from nnunet_sam_adapter.atomic_io import atomic_write_json
+from nnunet_sam_adapter.evaluation.metrics import summarize
 
 # (fold, case) -> volume (dice, hd95) per method; slices: two per case with fixed scores.
 VOLUME = {
@@ -46,24 +47,21 @@ def _slice_scores(dice: float, hd95: float) -> list[tuple[float, float]]:
 def _write_run(layout: OutputLayout, method: str, fold: int) -> dict:
     cases = {case: v for (f, case), v in VOLUME[method].items() if f == fold}
     folder = layout.evaluation_dir(method, fold)
-    _write_csv(folder / "metrics_volume.csv", [{"case": c, "class": "tumor", "dice": d, "hd95": h, "ref_voxels": 1,
-                                                "pred_voxels": 1} for c, (d, h) in cases.items()])
-    _write_csv(folder / "metrics_slices.csv", [{"case": c, "class": "tumor", "slice": i, "dice": sd, "hd95": sh}
-                                               for c, (d, h) in cases.items()
-                                               for i, (sd, sh) in enumerate(_slice_scores(d, h))])
+    volume = [{"case": c, "class": "tumor", "dice": d, "hd95": h, "ref_voxels": 1, "pred_voxels": 1}
+              for c, (d, h) in cases.items()]
+    slices = [{"case": c, "class": "tumor", "slice": i, "dice": sd, "hd95": sh}
+              for c, (d, h) in cases.items() for i, (sd, sh) in enumerate(_slice_scores(d, h))]
+    _write_csv(folder / "metrics_volume.csv", volume)
+    _write_csv(folder / "metrics_slices.csv", slices)
     _write_csv(folder / "metrics_cases.csv", [{"case": c, "class": "tumor", "volume_dice": d, "volume_hd95": h,
                                                "ref_voxels": 1, "pred_voxels": 1, "n_slices": 2,
                                                "slice_dice_mean": 0.75 * d, "slice_hd95_mean": h + 0.5}
                                               for c, (d, h) in cases.items()])
-    dice = np.array([d for d, _ in cases.values()])
     record = {"method": method, "label": method.upper(), "trainer": "T", "plans": "P", "configuration": "2d",
               "fold": fold, "status": "trained", "budget": {"epochs": 2, "iterations": 4, "batch_size": 4},
               "evaluation_dir": str(folder), "validation_dir": str(folder),
-              "summary": {"classes": {"tumor": [1]}, "cases": sorted(cases),
-                          "volume": {"tumor": {"dice": {"mean": float(dice.mean()), "std": 0.0, "count": len(dice)},
-                                               "hd95": {"mean": 1.0, "std": 0.0, "count": len(dice)}}},
-                          "slice": {"tumor": {"dice": {"mean": 0.5, "std": 0.0, "count": 2 * len(dice)},
-                                              "hd95": {"mean": 1.0, "std": 0.0, "count": 2 * len(dice)}}}}}
+              "summary": {"classes": {"tumor": [1]}, "cases": sorted(cases),  # as evaluate_folders summarises
+                          "volume": summarize(volume), "slice": summarize(slices)}}
     atomic_write_json(layout.run_record(method, fold), record)
     return record
 

@@ -15,7 +15,7 @@ from pathlib import Path
 from nnunet_sam_adapter.training.budget import Budget
 from nnunet_sam_adapter.benchmark.executors import ExecutorOptions, run_specs
 from nnunet_sam_adapter.benchmark.layout import BenchmarkError, OutputLayout, load_plans, resolve_folds
-from nnunet_sam_adapter.benchmark.collect import collect_runs
+from nnunet_sam_adapter.benchmark.collect import collect_runs, damaged_runs
 from nnunet_sam_adapter.benchmark.runner import RunSpec
 from nnunet_sam_adapter.evaluation.postprocessing import with_postprocessed
 from nnunet_sam_adapter.methods import DEFAULT_METHODS, METHODS
@@ -100,6 +100,7 @@ def report(layout: OutputLayout, methods, folds: list[int], context: dict, faile
     from nnunet_sam_adapter.reporting.tables import write_tables
 
     finished, missing = collect_runs(layout, methods, folds)
+    failed = {**failed, **damaged_runs(missing)}  # never reported from, and the command exits non-zero
     dataset = context["dataset"]
     base = _base_results(context, dataset, folds, [], methods)
     fold_results = {}

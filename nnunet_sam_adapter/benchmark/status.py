@@ -1,4 +1,4 @@
-"""`--status`: one line per (method, fold): finished / failed / running / pending / not run.
+"""`--status`: one line per (method, fold): finished / damaged / failed / running / pending / not run.
 
 Read from the outputs alone (any machine that sees OUT can ask): the run record (finished), the state
 file the job writes (running, failed + its error line), OUT/jobs/submitted.json (job id and logs of a
@@ -45,7 +45,7 @@ def run_status(layout: OutputLayout, method: str, fold: int, submitted: dict) ->
     log = str(layout.log_file(method, fold))
     out = {"state": state["state"], "job_id": (entry or {}).get("job_id") or state.get("job_id"), "log": log,
            "error": state.get("error", "")}
-    if out["state"] == "finished":
+    if out["state"] in ("finished", "damaged"):
         return out
     job = _job_state(entry) if entry else "UNKNOWN"
     if out["state"] == "running":
@@ -72,7 +72,7 @@ def status_lines(layout: OutputLayout, methods, folds: list[int]) -> list[tuple[
             s = run_status(layout, method, fold, submitted)
             job = f" (job {s['job_id']})" if s["job_id"] and s["state"] in ("running", "pending", "failed") else ""
             line = f"{method:<18} fold {fold}  {s['state']}{job}  log: {s['log']}"
-            if s["state"] == "failed" and s["error"]:
+            if s["state"] in ("failed", "damaged") and s["error"]:
                 line += f"\n{'':<26}error: {s['error']}"
             lines.append((line, s["state"]))
     return lines

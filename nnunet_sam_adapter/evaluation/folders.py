@@ -10,7 +10,9 @@ results are written atomically to OUT (default PRED/sam_evaluation):
 - summary.json / .csv  mean, std, median and count per class for both protocols (the slice summary
                        is over all slices of all cases, as the paper averages over its 2D images)
 
-Dice is a fraction in [0, 1]; HD95 is in mm. Inputs are only read.
+Dice is a fraction in [0, 1]; HD95 is in mm. Inputs are only read. A reference or prediction holding a
+label outside dataset.json's labels (or, without one, outside the labels of the references) is refused
+with the case, the file and the labels: such voxels would otherwise count as background.
 """
 from __future__ import annotations
 
@@ -84,7 +86,9 @@ def evaluate_folders(
             classes = {f"label_{value}": value for value in sorted(set().union(*found))}
         if not classes:
             raise EvaluationError(f"no classes to evaluate: the references in {reference_dir} hold only background")
-        results = runner.map(_evaluate_case, [(*job, classes, ignore_label, slice_axis) for job in jobs], "evaluate")
+        allowed = allowed_labels(dataset, classes)
+        results = runner.map(_evaluate_case, [(*job, classes, ignore_label, slice_axis, allowed) for job in jobs],
+                             "evaluate")
     volume_rows = [row for case_volume, _ in results for row in case_volume]
     slice_rows = [row for _, case_slices in results for row in case_slices]
     summary = {
@@ -119,6 +123,27 @@ def format_summary_table(summary: Mapping) -> str:
                 f"{hd95['mean']:>8.2f} +- {hd95['std']:<6.2f}"
             )
     return "\n".join(lines)
+
+
+def allowed_labels(dataset: Mapping | None, classes: Mapping[str, ClassSpec]) -> tuple[tuple[int, ...], str]:
+    """(the label values a reference or prediction may hold, where that set comes from): background, every
+    label and region value of dataset.json (its "ignore" label included), or, without a dataset.json, the
+    labels found in the references. A label outside it would be scored as background without a word."""
+    if dataset:
+        values = {0}
+        for value in dataset["labels"].values():
+            values.update(int(v) for v in (value if isinstance(value, (list, tuple)) else (value,)))
+        return tuple(sorted(values)), "dataset.json labels"
+    values = {0} | {int(v) for spec in classes.values() for v in (spec if isinstance(spec, tuple) else (spec,))}
+    return tuple(sorted(values)), "labels found in the references"
+
+
+def _check_labels(case: str, role: str, path: Path, array: np.ndarray, allowed: tuple[tuple[int, ...], str]) -> None:
+    values, source = allowed
+    extra = sorted(int(v) for v in np.setdiff1d(np.unique(array), np.asarray(values)))
+    if extra:
+        raise EvaluationError(f"case {case}: {path}: {role} has label(s) {extra} outside the allowed set "
+                              f"{list(values)} ({source}): expected only those labels")
 
 
 def _load_dataset_json(dataset_json: PathLike | Mapping | None, prediction_dir: Path) -> dict | None:
@@ -204,12 +229,16 @@ def _evaluate_case(
     classes: Mapping[str, ClassSpec],
     ignore_label: int | None,
     slice_axis: int,
+    allowed: tuple[tuple[int, ...], str] | None = None,
 ) -> tuple[list[dict], list[dict]]:
     reference_image = _read_image(case, ref_path, "reference")
     prediction_image = _read_image(case, pred_path, "prediction")
     _check_geometry(case, reference_image, prediction_image, ref_path, pred_path)
     reference = sitk.GetArrayFromImage(reference_image)
     prediction = sitk.GetArrayFromImage(prediction_image)
+    if allowed is not None:
+        _check_labels(case, "reference", ref_path, reference, allowed)
+        _check_labels(case, "prediction", pred_path, prediction, allowed)
     if ignore_label is not None:
         ignored = reference == ignore_label
         reference = np.where(ignored, 0, reference)

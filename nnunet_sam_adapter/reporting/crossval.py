@@ -9,33 +9,28 @@ each baseline per case.
 
 from __future__ import annotations
 
-import csv
 from pathlib import Path
 
 from nnunet_sam_adapter.reporting.statistics import holm, paired_comparison
 from nnunet_sam_adapter.evaluation.metrics import summarize
+from nnunet_sam_adapter.evaluation.result_files import read_evaluation
 from nnunet_sam_adapter.evaluation.postprocessing import POSTPROCESSED_SUFFIX, postprocessed_label
 from nnunet_sam_adapter.methods import REFERENCE_METHODS
 
 COMPARED_METRICS = (("dice", "volume Dice (%)"), ("hd95", "volume HD95 (mm)"))
 
 
-def _read_rows(path: Path) -> list[dict]:
-    with open(path) as f:
-        return [{**row, "dice": float(row["dice"]), "hd95": float(row["hd95"])} for row in csv.DictReader(f)]
-
-
-def case_rows(evaluation_dir: str | Path) -> tuple[list[dict], list[dict]]:
-    """(volume rows, slice rows) of one evaluated run."""
-    folder = Path(evaluation_dir)
-    return _read_rows(folder / "metrics_volume.csv"), _read_rows(folder / "metrics_slices.csv")
+def case_rows(evaluation_dir: str | Path, summary: dict | None = None) -> tuple[list[dict], list[dict]]:
+    """(volume rows, slice rows) of one evaluated run, read completely (evaluation/result_files.py: a cut or
+    inconsistent file raises ResultFileError, never gives a number); with the run's summary, checked against it."""
+    return read_evaluation(evaluation_dir, summary)
 
 
 def pool_method(records: dict[int, dict]) -> dict:
     """{fold: run record} of one method -> a run-like entry whose summary covers every case of every fold."""
     volume, slices, cases = [], [], []
     for fold in sorted(records):
-        v, s = case_rows(records[fold]["evaluation_dir"])
+        v, s = case_rows(records[fold]["evaluation_dir"], records[fold]["summary"])
         volume += v
         slices += s
         cases += records[fold]["summary"]["cases"]

@@ -9,13 +9,13 @@
 
 from __future__ import annotations
 
-import csv
 import os
 from pathlib import Path
 
 import numpy as np
 
 from nnunet_sam_adapter.atomic_io import atomic_output
+from nnunet_sam_adapter.evaluation.result_files import CASES_CSV, read_metric_rows
 
 REFERENCE_COLOUR, PREDICTION_COLOUR = "#2ca02c", "#d62728"
 PROTOCOL_STYLE = {"slice": ("#4c72b0", "slice (paper)"), "volume": ("#dd8452", "volume")}
@@ -46,14 +46,13 @@ def _case_scores(entry: dict, cls: str) -> dict[str, dict[str, float]]:
 
 def _read_case_scores(evaluation_dir: str | os.PathLike, cls: str) -> dict[str, dict[str, float]]:
     scores = {}
-    with open(Path(evaluation_dir) / "metrics_cases.csv") as f:
-        for row in csv.DictReader(f):
-            if row["class"] != cls:
-                continue
-            scores[row["case"]] = {
-                "volume_dice": float(row["volume_dice"]), "volume_hd95": float(row["volume_hd95"]),
-                "slice_dice": float(row["slice_dice_mean"]) if row["slice_dice_mean"] else np.nan,
-                "slice_hd95": float(row["slice_hd95_mean"]) if row["slice_hd95_mean"] else np.nan}
+    for row in read_metric_rows(Path(evaluation_dir) / CASES_CSV):  # complete rows or ResultFileError
+        if row["class"] != cls:
+            continue
+        scores[row["case"]] = {
+            "volume_dice": row["volume_dice"], "volume_hd95": row["volume_hd95"],
+            "slice_dice": np.nan if row["slice_dice_mean"] is None else row["slice_dice_mean"],
+            "slice_hd95": np.nan if row["slice_hd95_mean"] is None else row["slice_hd95_mean"]}
     return scores
 
 

@@ -1,0 +1,38 @@
+"""`nnUNetv2_sam_check_inputs`: check a folder of nnU-Net inputs before `nnUNetv2_predict` (data/input_check.py)."""
+from __future__ import annotations
+
+import argparse
+import sys
+
+PROG = "nnUNetv2_sam_check_inputs"
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(
+        prog=PROG,
+        description="Check every case of an nnU-Net input folder (CASE_0000..000N per dataset.json's channel_names "
+                    "and file_ending) before nnUNetv2_predict: every channel present, readable completely and on the "
+                    "same grid. One line per problem naming the case and the file; exit 1 when there is any.")
+    parser.add_argument("-i", dest="input", required=True, help="input folder of nnUNetv2_predict")
+    source = parser.add_mutually_exclusive_group(required=True)
+    source.add_argument("-d", dest="dataset", help="dataset ID or name (its dataset.json in $nnUNet_raw, "
+                                                   "$nnUNet_preprocessed or $nnUNet_results)")
+    source.add_argument("-djfile", help="a dataset.json (e.g. the one next to a trained model's fold folders)")
+    args = parser.parse_args(argv)
+
+    from nnunet_sam_adapter.cli.errors import one_line_errors
+    from nnunet_sam_adapter.data.input_check import check_input_folder, load_dataset_json
+
+    with one_line_errors(PROG):
+        dataset_json, _ = load_dataset_json(args.dataset, args.djfile)
+        cases, problems = check_input_folder(args.input, dataset_json)
+    for problem in problems:
+        print(f"{PROG}: error: {problem}", file=sys.stderr)
+    if problems:
+        sys.exit(1)
+    print(f"{len(cases)} case(s) in {args.input}: {len(dataset_json['channel_names'])} channels each, complete and on "
+          f"one grid")
+
+
+if __name__ == "__main__":
+    main()
