@@ -163,12 +163,28 @@ def _alive(pid: int) -> bool:
         return False
 
 
+def descendant_pids(pid: int) -> list[int]:
+    """Every process below `pid` (from /proc; the test's own copy, independent of the code it checks)."""
+    parents = {}
+    for entry in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            with open(f"/proc/{entry}/stat") as f:
+                parents[int(entry)] = int(f.read().rsplit(")", 1)[1].split()[1])
+        except OSError:
+            continue
+    found, queue = [], [pid]
+    while queue:
+        current = queue.pop(0)
+        children = [child for child, parent in parents.items() if parent == current]
+        found += children
+        queue += children
+    return found
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("executor", ["inline", "local"])
 def test_sigterm_ends_every_child_process(planned_dataset, tmp_path, executor):
     """Was: after SIGTERM nnU-Net's data-loader workers stayed alive indefinitely."""
-    from nnunet_sam_adapter.benchmark.executors import descendant_pids
-
     env = {**planned_dataset.env_with_results(f"sigterm_{executor}"), "nnUNet_n_proc_DA": "2"}
     out = tmp_path / "out"
     command = [PROG, "-d", DATASET_ID, "--methods", "nnunet_2d", "-f", "0", "--epochs", "1000", "--iterations",
