@@ -5,11 +5,16 @@ Every run is `runner.run_method_fold(spec)`. On SLURM the job is a submitit `Che
 time limit or preemption submitit requeues it, and `scontrol requeue` reruns it too; the rerun resumes
 the training from nnU-Net's checkpoint_latest.pth (see `benchmark.reuse`). Job ids and log paths are
 kept in OUT/jobs/submitted.json for `--status`.
+
+`end_child_processes()` ends every process this one started, at any depth (nnU-Net's data-loader
+workers, submitit's local jobs and their workers): the benchmark command calls it on SIGTERM / SIGINT.
 """
 
 from __future__ import annotations
 
+import os
 import re
+import signal
 import time
 from dataclasses import dataclass, field, replace
 
@@ -178,6 +183,66 @@ def _run_slurm(specs: list[RunSpec], options: ExecutorOptions, layout: OutputLay
     if options.wait:
         _wait(specs, jobs, errors)
     return errors
+
+
+def _children_by_parent() -> dict[int, list[int]]:
+    """{ppid: [pid, ...]} of every process (Linux /proc; empty elsewhere)."""
+    tree: dict[int, list[int]] = {}
+    for entry in os.listdir("/proc") if os.path.isdir("/proc") else ():
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as f:
+                stat = f.read()
+        except OSError:  # gone meanwhile
+            continue
+        ppid = int(stat.rsplit(")", 1)[1].split()[1])  # after 'pid (comm) state'
+        tree.setdefault(ppid, []).append(int(entry))
+    return tree
+
+
+def descendant_pids(pid: int | None = None) -> list[int]:
+    """Every process below `pid` (default: this one), parents before their children."""
+    tree, found, queue = _children_by_parent(), [], [os.getpid() if pid is None else pid]
+    while queue:
+        children = tree.get(queue.pop(0), [])
+        found += children
+        queue += children
+    return found
+
+
+def _alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"  # a zombie has ended
+    except OSError:
+        return False
+
+
+def end_child_processes(grace_seconds: float = 5.0) -> list[int]:
+    """SIGTERM every descendant (the whole tree is listed first, so none escapes by being re-parented),
+    SIGKILL those still alive after `grace_seconds`; returns the pids that were signalled."""
+    pids = descendant_pids()
+    for pid in pids:
+        try:
+            os.kill(pid, signal.SIGTERM)
+        except OSError:
+            pass
+    deadline = time.monotonic() + grace_seconds
+    while time.monotonic() < deadline and any(_alive(pid) for pid in pids):
+        time.sleep(0.1)
+    for pid in pids + descendant_pids():  # and anything started meanwhile
+        if _alive(pid):
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except OSError:
+                pass
+    for pid in pids:  # reap our direct children that are now zombies
+        try:
+            os.waitpid(pid, os.WNOHANG)
+        except ChildProcessError:
+            pass
+    return pids
 
 
 def run_specs(specs: list[RunSpec], options: ExecutorOptions, layout: OutputLayout) -> dict[str, str]:

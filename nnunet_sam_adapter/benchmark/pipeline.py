@@ -1,4 +1,4 @@
-"""The whole benchmark: check the inputs, dispatch every (method, fold) run through an executor, then
+"""The whole benchmark: check the inputs (`benchmark.preflight`, before any run), dispatch every (method, fold) run through an executor, then
 write each fold's tables and figures and, for a cross-validation, the pooled ones in OUT/crossval.
 
 `run_benchmark(BenchmarkSettings(dataset, fold=F))` is the one-fold form (its folder is OUT itself);
@@ -16,6 +16,7 @@ from nnunet_sam_adapter.training.budget import Budget
 from nnunet_sam_adapter.benchmark.executors import ExecutorOptions, run_specs
 from nnunet_sam_adapter.benchmark.layout import BenchmarkError, OutputLayout, load_plans, resolve_folds
 from nnunet_sam_adapter.benchmark.collect import collect_runs, damaged_runs
+from nnunet_sam_adapter.benchmark.preflight import preflight
 from nnunet_sam_adapter.benchmark.runner import RunSpec
 from nnunet_sam_adapter.evaluation.postprocessing import with_postprocessed
 from nnunet_sam_adapter.methods import DEFAULT_METHODS, METHODS
@@ -69,6 +70,9 @@ def run_benchmark(settings: BenchmarkSettings) -> dict:
     check_methods(methods, preprocessed)
     dataset_json = load_json(preprocessed / "dataset.json")
     fold_list = resolve_folds(preprocessed, dataset_json, [s.fold] if folds is None else folds)
+    # every executor: nothing is dispatched (nor the output folder made) unless every run can read its inputs
+    preflight(name[len("Dataset"):].split("_")[0], preprocessed, dataset_json, methods, fold_list,
+              training=not s.aggregate_only)
     layout = output_layout(results_dir, s.output_dir, None if folds is None else fold_list, s.fold)
     layout.root.mkdir(parents=True, exist_ok=True)
     specs = [RunSpec(str(s.dataset), method, f, str(layout.root), layout.single_fold, s.budget, s.device, s.retrain,

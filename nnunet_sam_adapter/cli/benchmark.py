@@ -5,9 +5,33 @@ metrics.png and overlays.png (per fold) plus the pooled tables and paired statis
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
 
 PROG = "nnUNetv2_sam_benchmark"
+
+
+class BenchmarkInterrupted(BaseException):
+    """SIGTERM / SIGINT: a BaseException, so no per-run `except Exception` takes it for one failed run."""
+
+    def __init__(self, signum: int):
+        self.signum = signum
+        super().__init__(f"interrupted by {signal.Signals(signum).name}")
+
+
+def _on_signal(signum, frame) -> None:
+    """End every child process (nnU-Net's data-loader workers, local jobs), then unwind the benchmark."""
+    from nnunet_sam_adapter.benchmark.executors import end_child_processes
+
+    for sig in (signal.SIGTERM, signal.SIGINT):  # a second signal must not cut the cleanup short
+        signal.signal(sig, signal.SIG_IGN)
+    end_child_processes()
+    raise BenchmarkInterrupted(signum)
+
+
+def install_signal_handlers() -> None:
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, _on_signal)
 
 
 def _key_value(text: str) -> tuple[str, str]:
@@ -119,16 +143,23 @@ def main(argv: list[str] | None = None) -> None:
     from nnunet_sam_adapter.evaluation.missing_modalities import MissingModalityError
     from nnunet_sam_adapter.paths import NnUNetPathError
 
-    with one_line_errors(PROG, extra=(BenchmarkError, MissingModalityError, NnUNetPathError)):
-        sys.exit(_run(args, methods, parser))
+    install_signal_handlers()
+    try:
+        with one_line_errors(PROG, extra=(BenchmarkError, MissingModalityError, NnUNetPathError)):
+            sys.exit(_run(args, methods, parser))
+    except BenchmarkInterrupted as interrupted:
+        from nnunet_sam_adapter.benchmark.executors import end_child_processes
+
+        end_child_processes()  # anything started while unwinding
+        print(f"{PROG}: error: {interrupted}: child processes ended; finished runs' records are kept; "
+              f"run the same command again to continue", file=sys.stderr)
+        sys.exit(128 + interrupted.signum)
 
 
 def _run(args, methods, parser) -> int:
     from nnunet_sam_adapter.training.budget import Budget
     from nnunet_sam_adapter.benchmark.executors import ExecutorOptions
-    from nnunet_sam_adapter.benchmark.pipeline import BenchmarkSettings, run_benchmark
     from nnunet_sam_adapter.benchmark.status import print_status
-    from nnunet_sam_adapter.evaluation.postprocessing import BENCHMARK_EVALUATION
 
     try:
         budget = Budget(args.epochs, args.iterations, images_per_method=args.images_per_method)
@@ -140,6 +171,21 @@ def _run(args, methods, parser) -> int:
     fold = 0 if args.f is None else args.f
     if args.status:
         return print_status(args.d, methods, fold, args.folds, args.o)
+    from nnunet_sam_adapter.benchmark.preflight import PreflightError
+
+    try:
+        return _benchmark(args, methods, fold, budget, options)
+    except PreflightError as error:  # every problem on its own line, then nothing has run
+        for problem in error.problems:
+            print(f"{PROG}: error: preflight: {problem}", file=sys.stderr)
+        print(f"{PROG}: error: preflight found {len(error.problems)} problem(s); nothing was trained", file=sys.stderr)
+        return 1
+
+
+def _benchmark(args, methods, fold: int, budget, options) -> int:
+    from nnunet_sam_adapter.benchmark.pipeline import BenchmarkSettings, run_benchmark
+    from nnunet_sam_adapter.evaluation.postprocessing import BENCHMARK_EVALUATION
+
     results = run_benchmark(BenchmarkSettings(
         args.d, tuple(methods), fold=fold, folds=args.folds, budget=budget, output_dir=args.o, device=args.device,
         retrain=args.retrain, mirroring=not args.no_mirroring, overlay_cases=args.overlay_cases,

@@ -19,7 +19,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from nnunet_sam_adapter.training.budget import images_seen
+from nnunet_sam_adapter.training.budget import images_seen, patches_3d
 from nnunet_sam_adapter.atomic_io import atomic_write_text, csv_text
 from nnunet_sam_adapter.evaluation.postprocessing import with_postprocessed
 from nnunet_sam_adapter.methods import ABLATIONS, table_methods
@@ -72,12 +72,13 @@ def metric_rows(results: dict, methods) -> list[dict]:
 
 
 def budget_cell(budget: dict | None) -> str:
-    """'2x4' or, with the batch size known, '2x4x24 = 192 images'."""
+    """'2x4' or, with the batch size known, '2x4x24 = 192'; a 3d configuration's images are patches:
+    '2x4x2 = 16 3d patches of [12, 64, 48] (192 slices)'."""
     if not budget:
         return ""
     text = f"{budget['epochs']}x{budget['iterations']}"
     seen = images_seen(budget)
-    return text + (f"x{budget['batch_size']} = {seen}" if seen is not None else "")
+    return text + (f"x{budget['batch_size']} = {seen}{patches_3d(budget)}" if seen is not None else "")
 
 
 def missing_rows(results: dict, methods) -> list[tuple[str, str]]:

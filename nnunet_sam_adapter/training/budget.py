@@ -85,7 +85,17 @@ def trainer_budget(trainer) -> dict:
     batch = int(trainer.configuration_manager.batch_size)
     epochs, iterations = int(trainer.num_epochs), int(trainer.num_iterations_per_epoch)
     return {"epochs": epochs, "iterations": iterations, "val_iterations": int(trainer.num_val_iterations_per_epoch),
-            "batch_size": batch, "images_seen": epochs * iterations * batch}
+            "batch_size": batch, "images_seen": epochs * iterations * batch,
+            "patch_size": [int(p) for p in trainer.configuration_manager.patch_size]}
+
+
+def patches_3d(budget: dict | None) -> str:
+    """'' for a 2d budget; for a 3d one (its patch size known) ' patches of [D, H, W] (N slices)': one
+    'image' of a 3d configuration is a patch of D slices, so images seen alone hides a 3d budget's size."""
+    patch = (budget or {}).get("patch_size")
+    if not patch or len(patch) != 3 or images_seen(budget) is None:
+        return ""
+    return f" 3d patches of {list(patch)} ({images_seen(budget) * int(patch[0])} slices)"
 
 
 def describe_budget(budget: dict | None) -> str:
@@ -93,7 +103,7 @@ def describe_budget(budget: dict | None) -> str:
         return "unknown"
     text = f"{budget['epochs']} epochs x {budget['iterations']} iterations"
     if budget.get("batch_size"):
-        text += f" x batch {budget['batch_size']} = {images_seen(budget)} images"
+        text += f" x batch {budget['batch_size']} = {images_seen(budget)}" + (patches_3d(budget) or " images")
     return text
 
 
