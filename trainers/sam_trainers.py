@@ -12,6 +12,7 @@ from torch._dynamo import OptimizedModule
 from torch.nn.parallel import DistributedDataParallel as DDP
 
 from nnunet_sam_adapter.model.checkpoints import load_pretrained_or_warn
+from nnunet_sam_adapter.model.network import init_class_prior
 from nnunet_sam_adapter.methods import build_method_network, sam_settings
 from nnunet_sam_adapter.model.parameters import format_parameter_report, parameter_report
 from nnunet_sam_adapter.training.single_output_trainer import SingleOutputAdamWTrainer
@@ -22,9 +23,17 @@ class SAMCrossModalTrainer(SingleOutputAdamWTrainer):
 
     Paper setup: AdamW, lr 1e-3, Dice + CE loss (nnU-Net's DC_and_CE_loss is eq. 3 with weights 1, 1).
     The paper gives no schedule or weight decay: nnU-Net's poly decay and AdamW's default decay are kept.
+
+    Fast start (issue #22, docs/method.md "Fast start"), the paper says nothing on either: after the SAM
+    weights are loaded, every class output starts at the class prior (`init_class_prior`, foreground
+    probability `foreground_prior` on every pixel; `fast_start = False` turns it off), and the mask
+    decoder trains at 0.1 x the lr (`lr_scales`; adapters and stems at the paper's 1e-3).
     """
 
     method = "ours"
+    fast_start = True
+    foreground_prior = 0.01
+    lr_scales = {"sam.mask_decoder.": 0.1}
 
     def __init__(self, plans: dict, configuration: str, fold: int, dataset_json: dict,
                  device: torch.device = torch.device("cuda")):
@@ -60,7 +69,15 @@ class SAMCrossModalTrainer(SingleOutputAdamWTrainer):
         network.train()  # reassert: frozen encoder in eval mode after loading
         self.print_to_log_file(f"SAM weights: {loaded['path'] or 'RANDOM (explicit opt-in)'} "
                                f"({loaded['variant']}); resized: {', '.join(loaded['resized']) or 'none'}")
+        self.start_at_class_prior(network)
         self.print_to_log_file(format_parameter_report(parameter_report(network), type(self).__name__))
+
+    def start_at_class_prior(self, network: torch.nn.Module) -> None:
+        """The fast start (issue #22), on the freshly loaded SAM weights; nothing when `fast_start` is False."""
+        if self.fast_start:
+            init_class_prior(network, self.foreground_prior)
+            self.print_to_log_file(f"fast start: every class output starts at the class prior (foreground "
+                                   f"probability {self.foreground_prior} on every pixel)")
 
     def load_checkpoint(self, filename_or_checkpoint) -> None:
         self._restoring_nnunet_checkpoint = True

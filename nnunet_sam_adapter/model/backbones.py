@@ -64,6 +64,10 @@ class PromptFreeMaskDecoder(MaskDecoder):
     Differences from SAM's forward: no sparse prompt tokens (the paper does "not apply the prompt
     part"), image embeddings are per-sample (SAM repeats one image per prompt), and the IoU head is
     removed: it would be an unused trainable parameter (and DDP refuses unused parameters).
+
+    `class_bias` (K,) is added to the K mask logits. SAM's decoder has no output bias: it is zero after
+    loading a SAM checkpoint (the output is then SAM's), and the fast start (`init_class_prior`, issue #22)
+    sets it to the log class prior. Checkpoints saved before it existed load with a zero bias.
     """
 
     def __init__(self, num_outputs: int, transformer_dim: int, transformer: nn.Module):
@@ -71,6 +75,11 @@ class PromptFreeMaskDecoder(MaskDecoder):
         super().__init__(transformer_dim=transformer_dim, transformer=transformer,
                          num_multimask_outputs=num_outputs - 1)
         del self.iou_prediction_head
+        self.class_bias = nn.Parameter(torch.zeros(num_outputs))
+
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
+        state_dict.setdefault(prefix + "class_bias", torch.zeros_like(self.class_bias))  # older checkpoints
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
     def forward(self, image_embeddings: torch.Tensor, image_pe: torch.Tensor,
                 dense_embeddings: torch.Tensor) -> torch.Tensor:
@@ -86,7 +95,8 @@ class PromptFreeMaskDecoder(MaskDecoder):
         hyper_in = torch.stack([mlp(mask_tokens_out[:, i, :])
                                 for i, mlp in enumerate(self.output_hypernetworks_mlps)], dim=1)
         bu, cu, hu, wu = upscaled.shape
-        return (hyper_in @ upscaled.reshape(bu, cu, hu * wu)).reshape(bu, -1, hu, wu)
+        masks = (hyper_in @ upscaled.reshape(bu, cu, hu * wu)).reshape(bu, -1, hu, wu)
+        return masks + self.class_bias.to(masks.dtype).view(1, -1, 1, 1)
 
 
 class NoPromptEmbedding(nn.Module):

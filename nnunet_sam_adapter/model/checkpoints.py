@@ -136,6 +136,8 @@ def _map_mask_decoder(state: dict, target: dict) -> dict:
                 mapped[f"mask_decoder.output_hypernetworks_mlps.{out}.{m.group(2)}"] = state[src]
             continue
         mapped[key] = value
+    if "mask_decoder.class_bias" in target:  # ours, not SAM's: zero = SAM's decoder output
+        mapped["mask_decoder.class_bias"] = torch.zeros_like(target["mask_decoder.class_bias"])
     return mapped
 
 

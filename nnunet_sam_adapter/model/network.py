@@ -63,6 +63,30 @@ def make_sum_init_fusion(dim: int) -> nn.Conv2d:
     return fusion
 
 
+@torch.no_grad()
+def init_class_prior(network: "_SAMSegmentationNetwork", foreground_prior: float, source_token: int = 0) -> None:
+    """Fast start (issue #22; docs/method.md "Fast start"): every class's output starts at the class prior.
+
+    SAM's mask decoder scores class k as (hypernetwork_k(mask token k) . upscaled features) and has no output
+    bias. Loaded from SAM, background and foreground get different pretrained tokens whose logits differ by
+    ~13 everywhere (foreground probability 1.000 on every pixel of the BraTS proxy). Here every class gets
+    the same pretrained token and hypernetwork (`source_token`), so the K logits are equal whatever the
+    input, and `class_bias` = log prior: softmax gives every foreground class `foreground_prior` and
+    background the rest on every pixel. Only initial values change; the architecture is the paper's.
+    """
+    decoder = network.sam.mask_decoder
+    k = decoder.mask_tokens.weight.shape[0]
+    if not (0 < foreground_prior and (k - 1) * foreground_prior < 1):
+        raise ValueError(f"foreground_prior must be in (0, 1/{k - 1}), got {foreground_prior}")
+    source = decoder.output_hypernetworks_mlps[source_token].state_dict()
+    for i in range(k):
+        decoder.mask_tokens.weight[i].copy_(decoder.mask_tokens.weight[source_token])
+        decoder.output_hypernetworks_mlps[i].load_state_dict(source)
+    prior = torch.full((k,), float(foreground_prior))
+    prior[0] = 1.0 - (k - 1) * foreground_prior
+    decoder.class_bias.copy_(prior.log())
+
+
 class _SAMSegmentationNetwork(nn.Module):
     """Shared parts: the frozen backbone (kept in eval mode), execution policy, decoding, input check.
 
