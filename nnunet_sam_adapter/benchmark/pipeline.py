@@ -70,9 +70,10 @@ def run_benchmark(settings: BenchmarkSettings) -> dict:
     check_methods(methods, preprocessed)
     dataset_json = load_json(preprocessed / "dataset.json")
     fold_list = resolve_folds(preprocessed, dataset_json, [s.fold] if folds is None else folds)
-    # every executor: nothing is dispatched (nor the output folder made) unless every run can read its inputs
-    preflight(name[len("Dataset"):].split("_")[0], preprocessed, dataset_json, methods, fold_list,
-              training=not s.aggregate_only)
+    # every executor: nothing is dispatched (nor the output folder made) unless every run can read its inputs.
+    # --aggregate-only reads finished results only (each checked as it is read, benchmark/collect.py).
+    if not s.aggregate_only:
+        preflight(name[len("Dataset"):].split("_")[0], preprocessed, dataset_json, methods, fold_list)
     layout = output_layout(results_dir, s.output_dir, None if folds is None else fold_list, s.fold)
     layout.root.mkdir(parents=True, exist_ok=True)
     specs = [RunSpec(str(s.dataset), method, f, str(layout.root), layout.single_fold, s.budget, s.device, s.retrain,

@@ -17,7 +17,8 @@ gives nnU-Net's command that does it (`nnUNetv2_preprocess -d ID -c CONFIG -plan
 
 Every problem is one line naming the method(s), configuration, fold(s) and the case or file; all of them
 are collected and raised together as one `PreflightError` before anything trains.
-`--aggregate-only` trains nothing: it checks only that the split's cases are cases of the dataset.
+`--aggregate-only` trains nothing and runs no preflight: it reads finished results, each file checked as it
+is read (benchmark/collect.py).
 """
 
 from __future__ import annotations
@@ -139,21 +140,18 @@ def _checkpoint_problems(methods: list[str], plans_of: dict) -> list[str]:
     return problems
 
 
-def preflight(dataset: str, preprocessed: Path, dataset_json: dict, methods: list[str], folds: list[int],
-              training: bool = True) -> None:
-    """Raise PreflightError with every problem found (see module docstring); `training` False (the
-    --aggregate-only form) checks only the split's cases."""
+def preflight(dataset: str, preprocessed: Path, dataset_json: dict, methods: list[str], folds: list[int]) -> None:
+    """Raise PreflightError with every problem found (see module docstring)."""
     problems = _split_problems(preprocessed, dataset_json, folds, methods)
-    if training:
-        plans_of = {}
-        for name in methods:
-            try:
-                plans_of[name] = load_plans(preprocessed, METHODS[name])
-            except BenchmarkError as error:
-                problems.append(str(error))
-        good = [m for m in methods if m in plans_of]
-        problems += _data_problems(str(dataset), preprocessed, dataset_json, folds, good, plans_of)
-        problems += _checkpoint_problems(good, plans_of)
+    plans_of = {}
+    for name in methods:
+        try:
+            plans_of[name] = load_plans(preprocessed, METHODS[name])
+        except BenchmarkError as error:
+            problems.append(str(error))
+    good = [m for m in methods if m in plans_of]
+    problems += _data_problems(str(dataset), preprocessed, dataset_json, folds, good, plans_of)
+    problems += _checkpoint_problems(good, plans_of)
     if problems:
         raise PreflightError(problems)
 
