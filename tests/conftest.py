@@ -26,10 +26,6 @@ HEAVY_MODULES = {
     "test_ddp": "ddp",                                  # two gloo ranks in subprocesses
     "test_mixed_precision_training": "mixed_precision",  # short trainings in two precisions
 }
-# Tests that compare network outputs: `make test-precision` runs them as a CPU with and without native
-# bf16 ($NNSAM_CPU_NATIVE_BF16), whichever this CPU is; each pins its precision or uses its tolerance.
-NUMERICS_MODULES = {"test_network", "test_ablation", "test_variant", "test_execution", "test_compile", "test_ddp",
-                    "test_mixed_precision_training"}
 
 
 def pytest_collection_modifyitems(config, items):
@@ -39,8 +35,6 @@ def pytest_collection_modifyitems(config, items):
         module = item.module.__name__.rsplit(".", 1)[-1]
         if module in HEAVY_MODULES:
             item.add_marker(getattr(pytest.mark, HEAVY_MODULES[module]))
-        if module in NUMERICS_MODULES:
-            item.add_marker(pytest.mark.numerics)
         if "slurm_cluster" in getattr(item, "fixturenames", ()):
             item.add_marker(pytest.mark.slurm)
 

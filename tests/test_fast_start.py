@@ -25,9 +25,10 @@ def checkpoint(tmp_path_factory):
 
 
 def _pretrained(checkpoint, num_classes: int = 2, single: bool = False) -> torch.nn.Module:
+    """fp32 pinned: the prior is compared at 1e-5, whatever the CPU's autocast default (bf16 rounds log 0.01)."""
     torch.manual_seed(0)
-    net = SAMSingleStreamNetwork(4, num_classes, "tiny", 32) if single else \
-        SAMCrossModalNetwork(4, num_classes, "tiny", 32, adapter_depth=2)
+    net = SAMSingleStreamNetwork(4, num_classes, "tiny", 32, autocast="off") if single else \
+        SAMCrossModalNetwork(4, num_classes, "tiny", 32, adapter_depth=2, autocast="off")
     load_sam_checkpoint(net.sam, checkpoint)
     return net.train()
 
@@ -52,7 +53,7 @@ def test_paper_trainer_starts_every_pixel_at_the_foreground_prior(checkpoint, tr
     assert trainer.fast_start is True and trainer.foreground_prior == 0.01
     net = _pretrained(checkpoint, single=trainer is SAMEarlyFusionTrainer)
     if trainer is SAMCrossModalPlusTrainer:  # the ours_plus network (refinement head starts at identity)
-        net = SAMCrossModalNetwork(4, 2, "tiny", 32, adapter_depth="all", refine_head=True)
+        net = SAMCrossModalNetwork(4, 2, "tiny", 32, adapter_depth="all", refine_head=True, autocast="off")
         load_sam_checkpoint(net.sam, checkpoint)
     assert _start(trainer, net) and "fast start" in _start(trainer, net)[0]
     torch.testing.assert_close(_foreground_probability(net), torch.full((3, 1, 32, 32), 0.01), atol=1e-5, rtol=0)
