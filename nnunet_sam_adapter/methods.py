@@ -29,6 +29,7 @@ imports no torch at import time (the CLIs read the registry before deciding to l
 from __future__ import annotations
 
 import inspect
+import pydoc
 from dataclasses import dataclass, field
 
 from nnunet_sam_adapter.model.modalities import MODALITIES
@@ -79,6 +80,13 @@ class Method:
     def folder_name(self) -> str:
         """nnU-Net's results folder of this trainer/plans/configuration."""
         return results_folder_name(self.trainer_name, self.plans, self.configuration)
+
+    def trainer_class(self) -> type:
+        """The nnU-Net trainer class, imported now (trainers import torch and nnU-Net)."""
+        found = pydoc.locate(self.trainer)
+        if found is None:
+            raise ImportError(f"trainer class {self.trainer} of method {self.name} cannot be imported")
+        return found
 
     @property
     def budget_variants(self) -> dict[str, tuple[int, int, int]]:

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import csv
+import hashlib
 import os
 import subprocess
 from pathlib import Path
+
+import pytest
 
 
 def nnunet_env_in(root: Path) -> dict:
@@ -33,3 +36,22 @@ def read_csv(path) -> list[dict]:
     """Rows of a CSV file written by the package (header = keys)."""
     with open(path) as f:
         return list(csv.DictReader(f))
+
+
+def tree_hashes(folder: Path) -> dict:
+    """{relative path: sha256} of every file under `folder` (inputs must stay byte-identical)."""
+    return {str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(Path(folder).rglob("*")) if p.is_file()}
+
+
+def fails(capsys, main, *argv, code=1) -> str:
+    """Run a command's main, expect exit ``code`` and one line on stderr (no numpy type names in it);
+    return that line."""
+    with pytest.raises(SystemExit) as exit_info:
+        main([str(a) for a in argv])
+    assert exit_info.value.code == code
+    err = capsys.readouterr().err
+    lines = [line for line in err.splitlines() if line.strip() and "%|" not in line]  # drop tqdm bars
+    assert len(lines) == 1 and "Traceback" not in err, err
+    assert "np.int" not in lines[0] and "np.float" not in lines[0], lines[0]
+    return lines[0]

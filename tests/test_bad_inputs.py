@@ -7,7 +7,6 @@ docs/reliability.md and these tests name each other.
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import re
@@ -29,6 +28,7 @@ from nnunet_sam_adapter.cli import register as register_cli
 from nnunet_sam_adapter.data import case_pipeline, conversion, worker_pool
 from nnunet_sam_adapter.data.brats import CHANNELS, find_cases
 from nnunet_sam_adapter.data.synthetic import flip_direction_xy, write_brats_dataset
+from console import fails, tree_hashes
 from real_data import real_folder
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -36,22 +36,6 @@ ROOT = Path(__file__).resolve().parents[1]
 # registration quality gate (a phantom moved by 4-8 degrees / 3-6 mm has alignment NMI ~1.015-1.2)
 SHAPE = {"shape_zyx": (16, 32, 32), "misalign": False}
 
-
-def tree_hashes(folder: Path) -> dict:
-    return {str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
-            for p in sorted(Path(folder).rglob("*")) if p.is_file()}
-
-
-def fails(capsys, main, *argv, code=1) -> str:
-    """Run a command's main, expect exit ``code`` and one line on stderr; return that line."""
-    with pytest.raises(SystemExit) as exit_info:
-        main([str(a) for a in argv])
-    assert exit_info.value.code == code
-    err = capsys.readouterr().err
-    lines = [line for line in err.splitlines() if line.strip() and "%|" not in line]  # drop tqdm bars
-    assert len(lines) == 1 and "Traceback" not in err, err
-    assert "np.int" not in lines[0] and "np.float" not in lines[0], lines[0]
-    return lines[0]
 
 
 @pytest.fixture(scope="module")

@@ -5,7 +5,6 @@ Each test runs the command's ``main`` in process on small hand-written files, as
 one line naming the case (or run) and the file, and that the inputs are byte-identical afterwards."""
 from __future__ import annotations
 
-import hashlib
 import json
 from pathlib import Path
 
@@ -14,22 +13,8 @@ import pytest
 import SimpleITK as sitk
 
 from nnunet_sam_adapter.cli import evaluate as evaluate_cli
+from console import fails, tree_hashes
 
-
-def tree_hashes(folder: Path) -> dict:
-    return {str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
-            for p in sorted(Path(folder).rglob("*")) if p.is_file()}
-
-
-def fails(capsys, main, *argv, code=1) -> str:
-    """Run a command's main, expect exit ``code`` and one line on stderr; return that line."""
-    with pytest.raises(SystemExit) as exit_info:
-        main([str(a) for a in argv])
-    assert exit_info.value.code == code
-    err = capsys.readouterr().err
-    lines = [line for line in err.splitlines() if line.strip() and "%|" not in line]  # drop tqdm bars
-    assert len(lines) == 1 and "Traceback" not in err, err
-    return lines[0]
 
 
 def write_image(path: Path, array: np.ndarray, spacing=(1.0, 1.0, 1.0)) -> None:

@@ -16,7 +16,6 @@ The one-fold form (`-f F`) keeps its fold folder at OUT itself (-o, default .../
 
 from __future__ import annotations
 
-import pydoc
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -75,10 +74,10 @@ def load_plans(preprocessed: Path, method: Method) -> dict:
 
 
 def trainer_class(method: Method) -> type:
-    found = pydoc.locate(method.trainer)
-    if found is None:
-        raise BenchmarkError(f"trainer class {method.trainer} of method {method.name} cannot be imported")
-    return found
+    try:
+        return method.trainer_class()
+    except ImportError as error:
+        raise BenchmarkError(str(error)) from None
 
 
 def nnunet_run_dir(results: Path, method: Method, fold: int) -> Path:

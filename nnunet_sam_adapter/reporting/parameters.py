@@ -7,7 +7,6 @@ Never raises for a network that cannot be built for these plans (e.g. MONAI's Sw
 
 from __future__ import annotations
 
-import pydoc
 from pathlib import Path
 
 from nnunet_sam_adapter.methods import ABLATIONS, METHODS, SAM_PLANS_NAME, Method
@@ -21,13 +20,6 @@ def _plans(preprocessed: Path, method: Method) -> dict | None:
     if not isinstance(plans, dict) or method.configuration not in plans.get("configurations", {}):
         return None
     return plans
-
-
-def _trainer_class(method: Method) -> type:
-    found = pydoc.locate(method.trainer)
-    if found is None:
-        raise ImportError(f"trainer class {method.trainer} of method {method.name} cannot be imported")
-    return found
 
 
 def network_parameters(method: Method, dataset: int | str) -> dict | None:
@@ -49,7 +41,7 @@ def network_parameters(method: Method, dataset: int | str) -> dict | None:
         configuration = plans_manager.get_configuration(method.configuration)
         inputs = determine_num_input_channels(plans_manager, configuration, dataset_json)
         outputs = plans_manager.get_label_manager(dataset_json).num_segmentation_heads
-        build = _trainer_class(method).build_network_architecture
+        build = method.trainer_class().build_network_architecture
         try:
             with torch.device("meta"):
                 network = build(plans_manager, configuration, inputs, outputs, method.deep_supervision)
