@@ -33,6 +33,11 @@ from nnunet_sam_adapter.trainers.sam_trainers_short import SAMCrossModalMissingM
 
 
 class SAMCrossModalMissingModalityTrainer_debugNoMirroring(SAMCrossModalMissingModalityTrainer_debug):
+    # Without the fast start: it starts every class at the same input-independent output, which the
+    # 8-iteration debug budget barely moves, and the subset comparison needs an input-dependent network.
+    fast_start = False
+    lr_scales = {}
+
     def configure_rotation_dummyDA_mirroring_and_inital_patch_size(self):
         rotation, dummy_2d, initial_patch_size, _ = super().configure_rotation_dummyDA_mirroring_and_inital_patch_size()
         self.inference_allowed_mirroring_axes = None
