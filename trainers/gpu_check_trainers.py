@@ -8,7 +8,6 @@ e.g. `nnUNetv2_train ID 2d 0 -tr SAMCrossModalTrainer_gpucheck -p nnUNetSAMPlans
 
 from __future__ import annotations
 
-import pydoc
 
 from nnunet_sam_adapter.methods import METHODS, QUICK_METHODS
 from nnunet_sam_adapter.trainers.sam_trainers_short import FixedBudget, make_budget_variant
@@ -20,7 +19,7 @@ class GpuCheckBudget(FixedBudget):
 
 def gpu_check_variants() -> dict[str, type]:
     """{class name: class}: SAMCrossModalTrainer_gpucheck, SAMEarlyFusionTrainer_gpucheck, nnUNetTrainer_gpucheck."""
-    variants = (make_budget_variant(pydoc.locate(METHODS[name].trainer), "gpucheck", *GpuCheckBudget.budget,
+    variants = (make_budget_variant(METHODS[name].trainer_class(), "gpucheck", *GpuCheckBudget.budget,
                                     module=__name__) for name in QUICK_METHODS)
     return {variant.__name__: variant for variant in variants}
 

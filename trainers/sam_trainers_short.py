@@ -12,8 +12,6 @@ in a module of a folder listed in nnUNet_extTrainer.
 
 from __future__ import annotations
 
-import pydoc
-
 import torch
 
 from nnunet_sam_adapter.methods import BUDGETS, METHODS
@@ -51,10 +49,8 @@ def make_budget_variant(base: type, suffix: str, epochs: int, iterations: int, v
 def registry_budget_variants() -> dict[str, type]:
     """{class name: class} of every budget of every registered trainer (methods may share a trainer)."""
     variants = {}
-    for trainer in dict.fromkeys(method.trainer for method in METHODS.values()):
-        base = pydoc.locate(trainer)
-        if base is None:
-            raise ImportError(f"trainer {trainer} of the method registry cannot be imported")
+    for method in {m.trainer: m for m in METHODS.values()}.values():  # one method per trainer class
+        base = method.trainer_class()
         for suffix, budget in BUDGETS.items():
             variant = make_budget_variant(base, suffix, *budget)
             variants[variant.__name__] = variant
