@@ -46,10 +46,15 @@ _MONAI_TRAINERS = "nnunet_sam_adapter.trainers.monai_baseline_trainers."
 _STOCK_TRAINER = "nnunetv2.training.nnUNetTrainer.nnUNetTrainer.nnUNetTrainer"
 _MISSING_TRAINERS = "nnunet_sam_adapter.trainers.missing_modality_trainers."
 _ABLATION_TRAINERS = "nnunet_sam_adapter.trainers.ablation_trainers."
+_SEED_TRAINERS = "nnunet_sam_adapter.trainers.seed_trainers."
 
 # The budget variants of every registered trainer (trainers/sam_trainers_short.py makes them):
 # <Trainer>_<suffix> = (epochs, iterations per epoch, validation iterations per epoch).
 BUDGETS = {"short": (10, 10, 3), "debug": (2, 4, 2)}
+# Seed variants (trainers/seed_trainers.py): <Trainer>_seed<k> for k = 1 .. MAX_SEED, the trainer with python,
+# numpy and torch seeded with k; seed 0 is the trainer itself (nnU-Net's own unseeded start). The benchmark's
+# `--seeds N` trains seeds 0 .. N-1, each in nnU-Net's own results folder of its trainer name.
+MAX_SEED = 4
 TABLES = ("table1", "table2", "ablation")
 
 
@@ -81,12 +86,24 @@ class Method:
         """nnU-Net's results folder of this trainer/plans/configuration."""
         return results_folder_name(self.trainer_name, self.plans, self.configuration)
 
-    def trainer_class(self) -> type:
-        """The nnU-Net trainer class, imported now (trainers import torch and nnU-Net)."""
-        found = pydoc.locate(self.trainer)
+    def trainer_class(self, seed: int = 0) -> type:
+        """The nnU-Net trainer class (seed > 0: its `_seed<k>` variant), imported now (trainers import torch
+        and nnU-Net)."""
+        path = self.trainer if seed == 0 else f"{_SEED_TRAINERS}{self.seed_trainer_name(seed)}"
+        found = pydoc.locate(path)
         if found is None:
-            raise ImportError(f"trainer class {self.trainer} of method {self.name} cannot be imported")
+            raise ImportError(f"trainer class {path} of method {self.name} cannot be imported")
         return found
+
+    def seed_trainer_name(self, seed: int = 0) -> str:
+        """The trainer's name for run `seed` of the benchmark: itself for 0, `<Trainer>_seed<k>` for k >= 1."""
+        if not 0 <= seed <= MAX_SEED:
+            raise ValueError(f"seed {seed} out of range: seeds 0-{MAX_SEED} have trainers (methods.MAX_SEED)")
+        return self.trainer_name if seed == 0 else f"{self.trainer_name}_seed{seed}"
+
+    def seed_folder_name(self, seed: int = 0) -> str:
+        """nnU-Net's results folder of run `seed` (seed 0: `folder_name`)."""
+        return results_folder_name(self.seed_trainer_name(seed), self.plans, self.configuration)
 
     @property
     def budget_variants(self) -> dict[str, tuple[int, int, int]]:

@@ -11,6 +11,9 @@ Output tree of a cross-validation (`--folds`), OUT = -o or $nnUNet_results/DATAS
     OUT/crossval/               pooled tables, per-fold table, stats.csv, metrics.png
     OUT/jobs/                   submitit's job folders (scripts, stdout/stderr) and submitted.json
 
+With `--seeds N` seed 0 has that tree in OUT itself and each seed K >= 1 in OUT/seed_K; OUT/learning_curves/
+holds what is pooled over the seeds and the learning-curve points (reporting/learning_curves.py).
+
 The one-fold form (`-f F`) keeps its fold folder at OUT itself (-o, default .../sam_benchmark/fold_F).
 """
 
@@ -73,16 +76,22 @@ def load_plans(preprocessed: Path, method: Method) -> dict:
     return plans
 
 
-def trainer_class(method: Method) -> type:
+def trainer_class(method: Method, seed: int = 0) -> type:
     try:
-        return method.trainer_class()
-    except ImportError as error:
+        return method.trainer_class(seed)
+    except (ImportError, ValueError) as error:
         raise BenchmarkError(str(error)) from None
 
 
-def nnunet_run_dir(results: Path, method: Method, fold: int) -> Path:
-    """nnU-Net's run folder: RESULTS/DATASET/Trainer__Plans__configuration/fold_F."""
-    return results / method.folder_name / f"fold_{fold}"
+def nnunet_run_dir(results: Path, method: Method, fold: int, seed: int = 0) -> Path:
+    """nnU-Net's run folder: RESULTS/DATASET/Trainer__Plans__configuration/fold_F (seed k >= 1: the trainer's
+    `_seed<k>` variant's folder, trainers/seed_trainers.py)."""
+    return results / method.seed_folder_name(seed) / f"fold_{fold}"
+
+
+def seed_root(root: Path, seed: int) -> Path:
+    """Output folder of one seed: OUT itself for seed 0 (a one-seed benchmark's tree), OUT/seed_K for K >= 1."""
+    return Path(root) if seed == 0 else Path(root) / f"seed_{seed}"
 
 
 def ensure_splits(preprocessed: Path, dataset_json: dict) -> list:

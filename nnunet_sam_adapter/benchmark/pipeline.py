@@ -14,9 +14,10 @@ from pathlib import Path
 
 from nnunet_sam_adapter.training.budget import Budget
 from nnunet_sam_adapter.benchmark.executors import ExecutorOptions, run_specs
-from nnunet_sam_adapter.benchmark.layout import BenchmarkError, OutputLayout, load_plans, resolve_folds
+from nnunet_sam_adapter.benchmark.layout import BenchmarkError, OutputLayout, load_plans, resolve_folds, seed_root
 from nnunet_sam_adapter.benchmark.collect import collect_runs, damaged_runs
 from nnunet_sam_adapter.benchmark.preflight import preflight
+from nnunet_sam_adapter.reporting.learning_curves import LEARNING_CURVE_EVALUATION
 from nnunet_sam_adapter.benchmark.runner import RunSpec
 from nnunet_sam_adapter.evaluation.postprocessing import with_postprocessed
 from nnunet_sam_adapter.methods import DEFAULT_METHODS, METHODS
@@ -59,6 +60,21 @@ class BenchmarkSettings:
     aggregate_only: bool = False
     save_every: int | None = None
     evaluations: tuple = ()
+    seeds: int = 1                   # seeds 0 .. N-1 of every (method, fold): seed 0 in OUT, seed K in OUT/seed_K
+    curve_images: tuple = ()         # learning-curve points (training images) inside each run
+
+    def __post_init__(self):
+        check_repeats(self.seeds, self.curve_images)
+
+
+def check_repeats(seeds: int, curve_images) -> None:
+    """ValueError unless 1 <= seeds <= MAX_SEED + 1 and every curve point is a positive number of images."""
+    from nnunet_sam_adapter.methods import MAX_SEED
+
+    if not 1 <= int(seeds) <= MAX_SEED + 1:
+        raise ValueError(f"--seeds must be 1-{MAX_SEED + 1} (seed trainers exist for seeds up to {MAX_SEED}), got {seeds}")
+    if any(int(n) < 1 for n in curve_images):
+        raise ValueError(f"--curve-images must be positive numbers of training images, got {list(curve_images)}")
 
 
 def run_benchmark(settings: BenchmarkSettings) -> dict:
@@ -76,16 +92,26 @@ def run_benchmark(settings: BenchmarkSettings) -> dict:
         preflight(name[len("Dataset"):].split("_")[0], preprocessed, dataset_json, methods, fold_list)
     layout = output_layout(results_dir, s.output_dir, None if folds is None else fold_list, s.fold)
     layout.root.mkdir(parents=True, exist_ok=True)
-    specs = [RunSpec(str(s.dataset), method, f, str(layout.root), layout.single_fold, s.budget, s.device, s.retrain,
-                     s.mirroring, save_every=s.save_every, num_processes=s.num_processes,
-                     evaluations=tuple(s.evaluations))
-             for f in fold_list for method in methods]
+    seed_layouts = [OutputLayout(seed_root(layout.root, seed), layout.single_fold) for seed in range(s.seeds)]
+    evaluations = tuple(s.evaluations) + ((LEARNING_CURVE_EVALUATION,) if s.curve_images else ())
+    specs = [RunSpec(str(s.dataset), method, f, str(seed_layout.root), layout.single_fold, s.budget, s.device,
+                     s.retrain, s.mirroring, save_every=s.save_every, num_processes=s.num_processes,
+                     evaluations=evaluations, seed=seed, curve_images=tuple(sorted(set(map(int, s.curve_images)))))
+             for seed, seed_layout in enumerate(seed_layouts) for f in fold_list for method in methods]
     failed = {} if s.aggregate_only else run_specs(specs, s.executor, layout)
     if not s.aggregate_only and not s.executor.wait and s.executor.kind == "slurm":
         return {"submitted": [spec.name for spec in specs], "failed": failed, "layout": str(layout.root)}
     context = {"dataset": name, "device": s.device, "test_time_mirroring": s.mirroring, "budget": s.budget,
                "preprocessed": preprocessed, "dataset_json": dataset_json, "overlay_cases": s.overlay_cases}
-    return report(layout, methods, fold_list, context, failed)
+    per_seed = [report(seed_layout, methods, fold_list, context, {}) for seed_layout in seed_layouts]
+    results = {**per_seed[0], "failed": {**failed, **{k: v for r in per_seed for k, v in r["failed"].items()}}}
+    if s.seeds > 1 or s.curve_images:
+        from nnunet_sam_adapter.reporting.learning_curves import write_learning_curves
+
+        finished_per_seed = [collect_runs(seed_layout, methods, fold_list)[0] for seed_layout in seed_layouts]
+        results["learning_curves"] = write_learning_curves(finished_per_seed, methods, fold_list, context,
+                                                           layout.root / "learning_curves")
+    return results
 
 
 def _base_results(context: dict, dataset: str, folds: list[int], cases: list[str], methods=()) -> dict:

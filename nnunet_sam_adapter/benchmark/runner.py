@@ -56,6 +56,8 @@ class RunSpec:
     save_every: int | None = None   # epochs between checkpoint_latest.pth saves (nnU-Net: 50)
     num_processes: int = 1          # evaluation workers
     evaluations: tuple = ()
+    seed: int = 0                   # 0: the trainer itself; k >= 1: its `_seed<k>` variant (own results folder)
+    curve_images: tuple = ()        # training images after which a checkpoint is kept (learning curves)
 
     @property
     def layout(self) -> OutputLayout:
@@ -63,7 +65,7 @@ class RunSpec:
 
     @property
     def name(self) -> str:
-        return f"{self.method}/fold_{self.fold}"
+        return f"{self.method}/fold_{self.fold}" + (f"/seed_{self.seed}" if self.seed else "")
 
 
 @dataclass
@@ -83,6 +85,7 @@ class MethodResult:
     validation_seconds: float | None
     validation_dir: str
     resumed_from_epoch: int | None = None
+    seed: int = 0
     evaluation_dir: str = ""
     summary: dict = field(default_factory=dict)
     extra: dict = field(default_factory=dict)
@@ -121,11 +124,54 @@ def _validation_complete(run_dir: Path, cases: list[str], file_ending: str, reco
     return bool(record.get("validation_mirroring", True) if record else True) == mirroring
 
 
-def make_trainer(method: Method, plans: dict, preprocessed: Path, fold: int, device):
+def make_trainer(method: Method, plans: dict, preprocessed: Path, fold: int, device, seed: int = 0):
     dataset_json = load_json(preprocessed / "dataset.json")
     plans = {**plans, "continue_training": False}  # nnU-Net's trainer pops this key
-    return trainer_class(method)(plans=plans, configuration=method.configuration, fold=fold,
-                                 dataset_json=dataset_json, device=device)
+    return trainer_class(method, seed)(plans=plans, configuration=method.configuration, fold=fold,
+                                       dataset_json=dataset_json, device=device)
+
+
+PSEUDO_DICE = "pseudo_dice.json"  # nnU-Net's online pseudo Dice of every epoch (its logger's mean_fg_dice)
+CURVE_POINTS = "learning_curve_points.json"  # {images: {images, epochs, train_seconds, checkpoint}} in the run folder
+
+
+def curve_checkpoint(run_dir: Path, images: int) -> Path:
+    """The checkpoint kept after `images` training images (nnU-Net's checkpoint format)."""
+    return Path(run_dir) / f"checkpoint_images_{images}.pth"
+
+
+def _attach_curve_checkpoints(trainer, points: tuple, run_dir: Path) -> None:
+    """Keep a checkpoint at the end of the first epoch after which each of `points` training images were seen,
+    with nnU-Net's seconds of the epochs so far (its logger's epoch timestamps), so one training gives the
+    whole learning curve. The learning rate follows the run's own schedule: a point inside the run is that
+    run's state there, not a run trained for that many images."""
+    per_epoch = int(trainer.num_iterations_per_epoch) * int(trainer.configuration_manager.batch_size)
+    total = int(trainer.num_epochs) * per_epoch
+    wanted = {-(-int(n) // per_epoch) - 1: int(n) for n in sorted(set(points), reverse=True) if int(n) < total}
+    if not wanted:
+        return
+    on_epoch_end = trainer.on_epoch_end
+
+    def on_epoch_end_with_curve():
+        on_epoch_end()
+        epoch = int(trainer.current_epoch) - 1  # nnU-Net counted the finished epoch
+        if epoch not in wanted:
+            return
+        images = wanted[epoch]
+        target = curve_checkpoint(run_dir, images)
+        partial = target.with_name(f".{target.name}.partial")
+        trainer.save_checkpoint(str(partial))
+        if not partial.is_file():  # nnU-Net's checkpointing is disabled
+            return
+        os.replace(partial, target)
+        starts, ends = (trainer.logger.get_value(key, None) for key in ("epoch_start_timestamps", "epoch_end_timestamps"))
+        seconds = sum(end - start for start, end in zip(starts[:epoch + 1], ends[:epoch + 1]))
+        saved = load_json(run_dir / CURVE_POINTS) or {}
+        saved[str(images)] = {"images": (epoch + 1) * per_epoch, "epochs": epoch + 1, "train_seconds": seconds,
+                              "checkpoint": target.name}
+        atomic_write_json(run_dir / CURVE_POINTS, saved)
+
+    trainer.on_epoch_end = on_epoch_end_with_curve
 
 
 def _attach_epoch_bar(trainer, bar: tqdm) -> None:
@@ -159,12 +205,17 @@ def _train(trainer, spec: RunSpec, budget: Budget, run_dir: Path, resume: bool) 
         trainer.load_checkpoint(str(run_dir / "checkpoint_latest.pth"))  # nnUNetv2_train --c
         resumed_from = int(trainer.current_epoch)
     used = trainer_budget(trainer)
+    _attach_curve_checkpoints(trainer, spec.curve_images, run_dir)
     with tqdm(total=trainer.num_epochs, initial=trainer.current_epoch, desc=f"train {spec.name}", unit="epoch",
               leave=False) as bar:
         _attach_epoch_bar(trainer, bar)
         start = time.perf_counter()
         trainer.run_training()
-    return used, time.perf_counter() - start, resumed_from
+    seconds = time.perf_counter() - start
+    if getattr(trainer, "local_rank", 0) == 0:
+        atomic_write_json(run_dir / PSEUDO_DICE, {"mean_fg_dice": [float(v) for v in trainer.logger.get_value(
+            "mean_fg_dice", None)], "images_per_epoch": int(used["iterations"]) * int(used["batch_size"])})
+    return used, seconds, resumed_from
 
 
 def _ddp_worker(rank: int, spec: RunSpec, plans: dict, preprocessed: Path, run_dir: Path, budget: Budget,
@@ -175,7 +226,7 @@ def _ddp_worker(rank: int, spec: RunSpec, plans: dict, preprocessed: Path, run_d
 
     setup_ddp(rank, world_size)
     torch.cuda.set_device(torch.device("cuda", rank))
-    trainer = make_trainer(METHODS[spec.method], plans, preprocessed, spec.fold, torch.device("cuda"))
+    trainer = make_trainer(METHODS[spec.method], plans, preprocessed, spec.fold, torch.device("cuda"), spec.seed)
     used, seconds, resumed = _train(trainer, spec, budget, run_dir, resume)
     validation_seconds = _validate(trainer, spec.mirroring)
     if rank == 0:
@@ -205,7 +256,7 @@ def train_and_validate(spec: RunSpec, log_file: Path) -> MethodResult:
     method = METHODS[spec.method]
     name, preprocessed, results = nnunet_dirs(spec.dataset)
     plans = load_plans(preprocessed, method)
-    run_dir = nnunet_run_dir(results, method, spec.fold)
+    run_dir = nnunet_run_dir(results, method, spec.fold, spec.seed)
     on_disk = _run_on_disk(run_dir, plans)
     budget = spec.budget.for_batch_size(int(plans["configurations"][method.configuration]["batch_size"]))
     decision = decide(on_disk, budget, spec.retrain)
@@ -226,22 +277,24 @@ def train_and_validate(spec: RunSpec, log_file: Path) -> MethodResult:
                 status, validation_seconds = "reused", (record or {}).get("validation_seconds")
             else:
                 status = "validated"
-                trainer = make_trainer(method, plans, preprocessed, spec.fold, device)
+                trainer = make_trainer(method, plans, preprocessed, spec.fold, device, spec.seed)
                 trainer.load_checkpoint(str(run_dir / "checkpoint_final.pth"))
                 validation_seconds = _validate(trainer, spec.mirroring)
         else:
             resume = decision.action == "resume"
             status = "resumed" if resume else "trained"
             if not resume:
-                for stale in (RUN_RECORD, "checkpoint_final.pth", "checkpoint_latest.pth"):
+                for stale in (RUN_RECORD, "checkpoint_final.pth", "checkpoint_latest.pth", CURVE_POINTS, PSEUDO_DICE,
+                              *(p.name for p in run_dir.glob("checkpoint_images_*.pth"))):
                     (run_dir / stale).unlink(missing_ok=True)
-                shutil.rmtree(run_dir / "validation", ignore_errors=True)
+                for stale_folder in ("validation", "learning_curve"):
+                    shutil.rmtree(run_dir / stale_folder, ignore_errors=True)
                 atomic_write_json(run_dir / TRAINING_MARKER, {"budget": budget.to_dict(), "method": method.name})
             if spec.num_gpus > 1:
                 budget_used, train_seconds, resumed_from, validation_seconds = _train_and_validate_ddp(
                     spec, plans, preprocessed, run_dir, budget, resume)
             else:
-                trainer = make_trainer(method, plans, preprocessed, spec.fold, device)
+                trainer = make_trainer(method, plans, preprocessed, spec.fold, device, spec.seed)
                 budget_used, train_seconds, resumed_from = _train(trainer, spec, budget, run_dir, resume)
                 validation_seconds = _validate(trainer, spec.mirroring)
     if status != "reused":
@@ -249,7 +302,7 @@ def train_and_validate(spec: RunSpec, log_file: Path) -> MethodResult:
                           resumed_from, record)
     return MethodResult(method.name, method.label, method.trainer_name, method.plans, method.configuration,
                         spec.fold, str(run_dir), status, budget_used, train_seconds, validation_seconds,
-                        str(run_dir / "validation"), resumed_from)
+                        str(run_dir / "validation"), resumed_from, spec.seed)
 
 
 def _write_run_record(run_dir, spec, method, dataset_name, status, budget_used, train_seconds,
@@ -261,7 +314,7 @@ def _write_run_record(run_dir, spec, method, dataset_name, status, budget_used, 
         "configuration": method.configuration, "fold": spec.fold, "dataset": dataset_name, "budget": budget_used,
         "device": spec.device, "num_gpus": spec.num_gpus, "train_seconds": train_seconds,
         "validation_seconds": validation_seconds, "validation_mirroring": spec.mirroring,
-        "resumed_from_epoch": resumed_from,
+        "resumed_from_epoch": resumed_from, "seed": spec.seed,
         "trained_by": "nnunet_sam_adapter.benchmark.runner" if trained_here
         else (record or {}).get("trained_by", "nnUNetv2_train"),
     })

@@ -79,6 +79,14 @@ def build_parser() -> argparse.ArgumentParser:
     budget.add_argument("--save-every", type=int, default=None, metavar="E",
                         help="save nnU-Net's checkpoint_latest.pth every E epochs (default nnU-Net's 50): what a "
                              "requeued job resumes from")
+    parser.add_argument("--seeds", type=int, default=1, metavar="N",
+                        help="train every (method, fold) N times: seed 0 is the trainer itself (results in OUT), seed "
+                             "K its <Trainer>_seedK variant (OUT/seed_K); OUT/learning_curves pools the seeds: "
+                             "mean +- sd over seeds, paired statistics on each case's mean over seeds")
+    parser.add_argument("--curve-images", type=int, nargs="+", default=(), metavar="N",
+                        help="learning curve: keep a checkpoint after N training images inside each run (the end of "
+                             "the first epoch reaching N), validate and score it like the final one -> "
+                             "OUT/learning_curves/learning_curves.md/.csv/.png (the run's budget is the last point)")
     parser.add_argument("-o", default=None, help="output folder (default: $nnUNet_results/DATASET/sam_benchmark, "
                                                  "with -f: .../sam_benchmark/fold_F)")
     parser.add_argument("-device", default="cuda", choices=("cpu", "cuda"), help="default cuda (as nnUNetv2_train)")
@@ -163,6 +171,9 @@ def _run(args, methods, parser) -> int:
 
     try:
         budget = Budget(args.epochs, args.iterations, images_per_method=args.images_per_method)
+        from nnunet_sam_adapter.benchmark.pipeline import check_repeats
+
+        check_repeats(args.seeds, args.curve_images)
         options = ExecutorOptions(args.executor, args.max_parallel, not args.no_wait, args.slurm_partition,
                                   args.slurm_account, args.slurm_gpus_per_job, args.slurm_cpus_per_job, args.slurm_mem,
                                   args.slurm_time, args.slurm_array_parallelism, dict(args.slurm_extra))
@@ -190,7 +201,8 @@ def _benchmark(args, methods, fold: int, budget, options) -> int:
         args.d, tuple(methods), fold=fold, folds=args.folds, budget=budget, output_dir=args.o, device=args.device,
         retrain=args.retrain, mirroring=not args.no_mirroring, overlay_cases=args.overlay_cases,
         num_processes=args.np, executor=options, aggregate_only=args.aggregate_only, save_every=args.save_every,
-        evaluations=() if args.no_postprocessing else (BENCHMARK_EVALUATION,)))
+        evaluations=() if args.no_postprocessing else (BENCHMARK_EVALUATION,), seeds=args.seeds,
+        curve_images=tuple(args.curve_images)))
     if "submitted" in results:
         print(f"Submitted {len(results['submitted'])} run(s); watch them with --status, then --aggregate-only.")
         return 0
@@ -201,6 +213,8 @@ def _benchmark(args, methods, fold: int, budget, options) -> int:
     print("Written:", *tables.values(), *results.get("figures", {}).values(), sep="\n  ")
     for key, why in results.get("missing", {}).items():
         print(f"Missing: {key}: {why}")
+    if results.get("learning_curves"):
+        print("Learning curves / seeds:", *results["learning_curves"].values(), sep="\n  ")
     if args.missing_modalities:
         _missing_modalities(args, methods, fold, results)
     if results["failed"]:
