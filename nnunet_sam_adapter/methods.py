@@ -14,8 +14,10 @@ networks, the `_short` / `_debug` trainers) is derived from these entries by `me
                     MONAI stand-ins for the paper's Swin-Unet and TransUNet (Table 2)
     ours_plus       beyond the paper: ours + adapters in every block + a full-resolution refinement head
                     (docs/method.md lists the differences)
-    ours_missing, early_fusion_missing, nnunet_2d_missing
-                    the same trainers with modality dropout (missing modalities at inference)
+    <method>_missing
+                    the method trained with modality dropout (missing modalities at inference), made by
+                    `with_modality_dropout` for every multi-modal method: ours_missing, ours_plus_missing,
+                    early_fusion_missing, nnunet_2d_missing, nnunet_3d_fullres_missing, ...
     ours_adapters_0, ours_adapters_all, ours_frozen_stems, ours_adapter_init_default, ours_lr_1e-2,
     ours_concat, ours_refine
                     the ablation of ours: one change each (ABLATIONS, docs/results_real_proxy.md)
@@ -76,6 +78,7 @@ class Method:
     quick: bool = False        # trained by the demo and `make gpu-check`, timed by the speed benchmark
     tables: tuple[str, ...] = ()  # the TABLES with a row for it
     table_row: int = 0         # rows are ordered by this, then by registry order (the paper's row order)
+    dropout_of: str | None = None  # a `with_modality_dropout` variant: the method it adds modality dropout to
 
     @property
     def trainer_name(self) -> str:
@@ -152,13 +155,6 @@ METHODS: dict[str, Method] = {m.name: m for m in (
            tables=("table2",), table_row=_BASELINE_ROW),
     Method("unetr_2d", "MONAI UNETR 2D", _MONAI_TRAINERS + "MONAIUNETR2DTrainer", **_STOCK_2D,
            tables=("table2",), table_row=_BASELINE_ROW),
-    # Trained with modality dropout (training/modality_dropout.py) for missing modalities at inference.
-    Method("ours_missing", "Ours + modality dropout", _MISSING_TRAINERS + "SAMCrossModalMissingModalityTrainer",
-           **_SAM, cross_modal=True),
-    Method("early_fusion_missing", "SAM, early fusion + modality dropout",
-           _MISSING_TRAINERS + "SAMEarlyFusionMissingModalityTrainer", **_SAM),
-    Method("nnunet_2d_missing", "nnU-Net 2d + modality dropout", _MISSING_TRAINERS + "nnUNetTrainerMissingModality",
-           **_STOCK_2D, deep_supervision=True),
     _ablation("ours_adapters_0", "Ours, no adapters (n = 0)", "SAMCrossModalNoAdaptersTrainer", {"adapter_depth": 0}),
     _ablation("ours_adapters_all", "Ours, adapters after every block", "SAMCrossModalAllAdaptersTrainer",
               {"adapter_depth": "all"}),
@@ -173,6 +169,44 @@ METHODS: dict[str, Method] = {m.name: m for m in (
     _ablation("ours_refine", "Ours + full-resolution refinement head", "SAMCrossModalRefineTrainer",
               {"refine_head": True}),
 )}
+
+
+# Modality dropout (training/modality_dropout.py) is a property any multi-modal method can take: its
+# `<name>_missing` variant trains the same network with the same plans through the generated trainer
+# `dropout_trainer_name(trainer)` (trainers/missing_modality_trainers.py). Single-modality methods have
+# nothing to drop.
+DROPOUT_SUFFIX = "_missing"
+# Trainer names of dropout variants that existed before the mechanism (their results folders keep their names).
+_LEGACY_DROPOUT_TRAINERS = {"SAMCrossModalTrainer": "SAMCrossModalMissingModalityTrainer",
+                            "SAMEarlyFusionTrainer": "SAMEarlyFusionMissingModalityTrainer"}
+
+
+def dropout_trainer_name(trainer_name: str) -> str:
+    """The generated modality-dropout trainer of a trainer: `<Trainer>MissingModality` (nnU-Net's
+    nnUNetTrainerMissingModality), two older names kept."""
+    return _LEGACY_DROPOUT_TRAINERS.get(trainer_name, f"{trainer_name}MissingModality")
+
+
+def with_modality_dropout(method: Method) -> Method:
+    """`method` trained with modality dropout: same network, plans and configuration, its trainer's dropout
+    variant, no table row of its own (the missing-modality table compares them)."""
+    label = f"{method.label} + modality dropout"
+    return Method(f"{method.name}{DROPOUT_SUFFIX}", label, _MISSING_TRAINERS + dropout_trainer_name(method.trainer_name),
+                  method.plans, method.configuration, deep_supervision=method.deep_supervision,
+                  network_options=dict(method.network_options), is_sam=method.is_sam, cross_modal=method.cross_modal,
+                  dropout_of=method.name)
+
+
+METHODS.update({variant.name: variant for variant in (
+    with_modality_dropout(m) for m in list(METHODS.values()) if m.name not in MODALITIES)})
+
+
+def dropout_variant(name: str) -> str:
+    """The registered name of method `name` with modality dropout (ValueError when it has none)."""
+    variant = f"{name}{DROPOUT_SUFFIX}"
+    if METHODS.get(variant) is None or METHODS[variant].dropout_of != name:
+        raise ValueError(f"method {name} has no modality-dropout variant (single-modality methods have nothing to drop)")
+    return variant
 
 
 def method_names(**fields) -> tuple[str, ...]:

@@ -13,9 +13,10 @@ from nnunetv2.utilities.plans_handling.plans_handler import PlansManager
 
 from nnunet_sam_adapter.training.modality_dropout import (MISSING_VALUE, ModalityDropoutTransform,
                                                           expected_drop_rate)
-from nnunet_sam_adapter.trainers.missing_modality_trainers import (SAMCrossModalMissingModalityTrainer,
-                                                                   SAMEarlyFusionMissingModalityTrainer,
-                                                                   nnUNetTrainerMissingModality)
+from nnunet_sam_adapter.methods import METHODS, dropout_variant
+from nnunet_sam_adapter.model.modalities import MODALITIES
+
+DROPOUT_METHODS = [name for name, method in METHODS.items() if method.dropout_of]
 
 
 def _draw(transform, n_samples, seed=0, channels=4):
@@ -62,10 +63,38 @@ def test_zero_rate_and_chosen_channels():
     assert not dropped[:, 2].any() and dropped[:, :2].any()
 
 
-@pytest.mark.parametrize("trainer", [SAMCrossModalMissingModalityTrainer, SAMEarlyFusionMissingModalityTrainer,
-                                     nnUNetTrainerMissingModality])
-def test_in_training_transforms_only(trainer):
+def test_every_multimodal_registered_method_can_take_modality_dropout():
+    """One registry mechanism (methods.with_modality_dropout): every method but the single-modality ones has a
+    `<name>_missing` variant on the same plans and network, with a generated trainer nnU-Net can load."""
+    bases = [name for name, method in METHODS.items() if not method.dropout_of]
+    for name in bases:
+        if name in MODALITIES:
+            with pytest.raises(ValueError, match="no modality-dropout variant"):
+                dropout_variant(name)
+            continue
+        base, variant = METHODS[name], METHODS[dropout_variant(name)]
+        assert (variant.plans, variant.configuration, variant.network_options, variant.dropout_of) == \
+            (base.plans, base.configuration, base.network_options, name)
+        assert issubclass(variant.trainer_class(), base.trainer_class()) and variant.trainer_name != base.trainer_name
+    assert {"ours_missing", "early_fusion_missing", "nnunet_2d_missing", "ours_plus_missing",
+            "nnunet_3d_fullres_missing"} <= set(DROPOUT_METHODS)
+
+
+@pytest.mark.parametrize("method", DROPOUT_METHODS)
+def test_a_dropout_trainer_sees_every_one_of_the_15_subsets(method):
+    """The dropout transform of the method's own training pipeline, drawn as training draws it."""
+    trainer = METHODS[method].trainer_class()
+    steps = trainer.get_training_transforms(np.array([64, 64]), (0, 0), None, (0, 1), False,
+                                            use_mask_for_norm=[True] * 4).transforms
+    dropout = next(step for step in steps if isinstance(step, ModalityDropoutTransform))
+    subsets = _draw(dropout, 600, seed=3) @ (1 << np.arange(4))
+    assert set(subsets.tolist()) == set(range(15)), sorted(set(subsets.tolist()))
+
+
+@pytest.mark.parametrize("method", DROPOUT_METHODS)
+def test_in_training_transforms_only(method):
     """After nnU-Net's intensity augmentations, before its label transforms; never at validation."""
+    trainer, plain_trainer = METHODS[method].trainer_class(), METHODS[METHODS[method].dropout_of].trainer_class()
     args = (np.array([64, 64]), (0, 0), None, (0, 1), False)
     train = trainer.get_training_transforms(*args, use_mask_for_norm=[True] * 4).transforms
     kinds = [type(t) for t in train]
@@ -75,7 +104,7 @@ def test_in_training_transforms_only(trainer):
     validation = trainer.get_validation_transforms(None).transforms
     assert ModalityDropoutTransform not in [type(t) for t in validation]
     # the plain trainers are untouched
-    plain = trainer.__mro__[2].get_training_transforms(*args, use_mask_for_norm=[True] * 4).transforms
+    plain = plain_trainer.get_training_transforms(*args, use_mask_for_norm=[True] * 4).transforms
     assert ModalityDropoutTransform not in [type(t) for t in plain]
 
 

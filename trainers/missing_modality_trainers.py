@@ -1,30 +1,37 @@
-"""Trainers with modality dropout (nnunet_sam_adapter.training.modality_dropout): one model for any
-non-empty subset of T1 / T1ce / T2 / FLAIR. Same networks, losses and optimisers as their plain
-counterparts; only the training transforms differ, so the comparison with and without dropout is fair.
+"""Modality-dropout trainers of every multi-modal registered method, generated from the registry
+(methods.with_modality_dropout): one model for any non-empty subset of T1 / T1ce / T2 / FLAIR. Each is its
+method's trainer with ModalityDropoutTrainerMixin in front: same network, loss and optimiser, only the
+training transforms differ, so the comparison with and without dropout is fair.
 
-    SAMCrossModalMissingModalityTrainer     ours (cross-modality adapters)    -p nnUNetSAMPlans
-    SAMEarlyFusionMissingModalityTrainer    SAM early fusion                  -p nnUNetSAMPlans
-    nnUNetTrainerMissingModality            stock nnU-Net                     -p nnUNetPlans
+    SAMCrossModalMissingModalityTrainer     ours                    -p nnUNetSAMPlans
+    SAMCrossModalPlusTrainerMissingModality ours_plus               -p nnUNetSAMPlans
+    SAMEarlyFusionMissingModalityTrainer    SAM early fusion        -p nnUNetSAMPlans
+    nnUNetTrainerMissingModality            stock nnU-Net (2d, 3d_fullres)   -p nnUNetPlans
+    ... one per trainer of methods.METHODS whose method has a `<name>_missing` variant
 
-plus `<Trainer>_debug` (2 epochs x 4 iterations) and `<Trainer>_short` (10 x 10), made in sam_trainers_short.
+plus `<Trainer>_debug` / `_short` (sam_trainers_short) and `_seed<k>` (seed_trainers) of each.
 """
 
 from __future__ import annotations
 
-from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
-
+from nnunet_sam_adapter.methods import METHODS, dropout_trainer_name
 from nnunet_sam_adapter.training.modality_dropout import ModalityDropoutTrainerMixin
-from nnunet_sam_adapter.trainers.sam_trainers import SAMCrossModalTrainer, SAMEarlyFusionTrainer
 
 
-class SAMCrossModalMissingModalityTrainer(ModalityDropoutTrainerMixin, SAMCrossModalTrainer):
-    """Ours, trained with modality dropout."""
+def make_dropout_variant(base: type, *, module: str = __name__) -> type:
+    """`base` trainer with modality dropout in its training transforms, named by `dropout_trainer_name`."""
+    return type(dropout_trainer_name(base.__name__), (ModalityDropoutTrainerMixin, base),
+                {"__doc__": f"{base.__name__}, trained with modality dropout.", "__module__": module})
 
 
-class SAMEarlyFusionMissingModalityTrainer(ModalityDropoutTrainerMixin, SAMEarlyFusionTrainer):
-    """SAM early fusion, trained with modality dropout."""
+def registry_dropout_variants() -> dict[str, type]:
+    """{class name: class} of the dropout trainer of every method that has a dropout variant."""
+    bases = {METHODS[m.dropout_of].trainer: METHODS[m.dropout_of] for m in METHODS.values() if m.dropout_of}
+    variants = {}
+    for method in bases.values():
+        variant = make_dropout_variant(method.trainer_class())
+        variants[variant.__name__] = variant
+    return variants
 
 
-class nnUNetTrainerMissingModality(ModalityDropoutTrainerMixin, nnUNetTrainer):
-    """Stock nnU-Net, trained with modality dropout."""
-
+globals().update(registry_dropout_variants())

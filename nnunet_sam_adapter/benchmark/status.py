@@ -63,30 +63,33 @@ def run_status(layout: OutputLayout, method: str, fold: int, submitted: dict) ->
     return out
 
 
-def status_lines(layout: OutputLayout, methods, folds: list[int]) -> list[tuple[str, str]]:
-    """(text, state) per (method, fold)."""
-    submitted = load_json(layout.jobs_dir / "submitted.json") or {}
+def status_lines(layout: OutputLayout, methods, folds: list[int], seed: int = 0,
+                 jobs_dir: Path | None = None) -> list[tuple[str, str]]:
+    """(text, state) per (method, fold) of one seed's tree (`layout`); the jobs were submitted from `jobs_dir`."""
+    submitted = load_json((jobs_dir or layout.jobs_dir) / "submitted.json") or {}
     lines = []
     for fold in folds:
         for method in methods:
             s = run_status(layout, method, fold, submitted)
             job = f" (job {s['job_id']})" if s["job_id"] and s["state"] in ("running", "pending", "failed") else ""
-            line = f"{method:<18} fold {fold}  {s['state']}{job}  log: {s['log']}"
+            where = f"fold {fold}" + (f" seed {seed}" if seed else "")
+            line = f"{method:<18} {where}  {s['state']}{job}  log: {s['log']}"
             if s["state"] in ("failed", "damaged") and s["error"]:
                 line += f"\n{'':<26}error: {s['error']}"
             lines.append((line, s["state"]))
     return lines
 
 
-def print_status(dataset, methods, fold: int, folds: list | None, output_dir) -> int:
-    """Print the status lines and a count per state; exit code 0."""
-    from nnunet_sam_adapter.benchmark.layout import resolve_folds
+def print_status(dataset, methods, fold: int, folds: list | None, output_dir, seeds: int = 1) -> int:
+    """Print the status lines (every seed's) and a count per state; exit code 0."""
+    from nnunet_sam_adapter.benchmark.layout import resolve_folds, seed_root
     from nnunet_sam_adapter.benchmark.pipeline import output_layout
 
     _, preprocessed, results_dir = nnunet_dirs(dataset)
     fold_list = resolve_folds(preprocessed, load_json(preprocessed / "dataset.json"), [fold] if folds is None else folds)
     layout = output_layout(results_dir, output_dir, None if folds is None else fold_list, fold)
-    lines = status_lines(layout, methods, fold_list)
+    lines = [line for seed in range(seeds) for line in status_lines(
+        OutputLayout(seed_root(layout.root, seed), layout.single_fold), methods, fold_list, seed, layout.jobs_dir)]
     print(*(text for text, _ in lines), sep="\n")
     counts = {}
     for _, state in lines:

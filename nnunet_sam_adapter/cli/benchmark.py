@@ -101,8 +101,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--missing-modalities", action="store_true",
                         help="also predict each method's validation cases on all 15 non-empty subsets of T1/T1ce/T2/"
                              "FLAIR (absent ones set as at inference) -> OUT/missing_modalities/missing_modalities."
-                             "md/.csv/.png (methods trained with modality dropout: ours_missing, "
-                             "early_fusion_missing, nnunet_2d_missing)")
+                             "md/.csv/.png (methods trained with modality dropout: METHOD_missing, e.g. "
+                             "ours_missing, ours_plus_missing, nnunet_2d_missing)")
     modes = parser.add_mutually_exclusive_group()
     modes.add_argument("--status", action="store_true", help="one line per (method, fold): pending / running / "
                                                               "finished / failed, log path, error; runs nothing")
@@ -181,7 +181,7 @@ def _run(args, methods, parser) -> int:
         parser.error(str(error))
     fold = 0 if args.f is None else args.f
     if args.status:
-        return print_status(args.d, methods, fold, args.folds, args.o)
+        return print_status(args.d, methods, fold, args.folds, args.o, args.seeds)
     from nnunet_sam_adapter.benchmark.preflight import PreflightError
 
     try:
