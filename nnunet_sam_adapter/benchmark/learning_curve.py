@@ -16,7 +16,7 @@ from pathlib import Path
 
 from nnunet_sam_adapter.benchmark.layout import load_plans
 from nnunet_sam_adapter.benchmark.runner import (CURVE_POINTS, PSEUDO_DICE, _validate, _validation_complete,
-                                                 curve_checkpoint, make_trainer)
+                                                 curve_checkpoint, logged_epoch_seconds, make_trainer)
 from nnunet_sam_adapter.methods import METHODS
 from nnunet_sam_adapter.paths import load_json, nnunet_dirs, validation_cases
 from nnunet_sam_adapter.reporting.learning_curves import LEARNING_CURVE_EVALUATION  # noqa: F401 (this function's key)
@@ -50,7 +50,7 @@ def _validate_point(result, spec, images: int, checkpoint: Path, folder: Path, c
 
 
 def benchmark_learning_curve(result, spec) -> dict:
-    """{'final_images', 'pseudo_dice', 'images_per_epoch', 'points': {N: point}}; a point is {'images', 'epochs',
+    """{'final_images', 'final_train_seconds', 'pseudo_dice', 'images_per_epoch', 'points': {N: point}}; a point is {'images', 'epochs',
     'train_seconds', 'validation_seconds', 'raw': scores, 'pp': scores} or {'error': why}."""
     from nnunet_sam_adapter.evaluation.folders import evaluate_folders
     from nnunet_sam_adapter.evaluation.postprocessing import BENCHMARK_EVALUATION, postprocess_and_evaluate
@@ -65,7 +65,7 @@ def benchmark_learning_curve(result, spec) -> dict:
     postprocess = BENCHMARK_EVALUATION in spec.evaluations
     points = {}
     for n in sorted(int(n) for n in spec.curve_images):
-        if final is not None and n >= final:
+        if final is None or n >= final:
             continue  # the run's own rows are its final point
         entry, checkpoint = saved.get(str(n)), curve_checkpoint(run_dir, n)
         if not entry or not checkpoint.is_file():
@@ -94,5 +94,7 @@ def benchmark_learning_curve(result, spec) -> dict:
             atomic_write_json(folder / "timing.json", {"validation_seconds": seconds})
         point["evaluation_seconds"] = time.perf_counter() - start
         points[str(n)] = point
-    return {"final_images": final, "pseudo_dice": trained.get("mean_fg_dice"),
+    # the final point's training seconds on the points' clock (nnU-Net's epoch times), not the run's wall time
+    final_seconds = (saved.get(str(final)) or {}).get("train_seconds") or logged_epoch_seconds(run_dir)
+    return {"final_images": final, "final_train_seconds": final_seconds, "pseudo_dice": trained.get("mean_fg_dice"),
             "images_per_epoch": trained.get("images_per_epoch"), "points": points}

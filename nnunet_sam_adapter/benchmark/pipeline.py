@@ -93,7 +93,8 @@ def run_benchmark(settings: BenchmarkSettings) -> dict:
     layout = output_layout(results_dir, s.output_dir, None if folds is None else fold_list, s.fold)
     layout.root.mkdir(parents=True, exist_ok=True)
     seed_layouts = [OutputLayout(seed_root(layout.root, seed), layout.single_fold) for seed in range(s.seeds)]
-    evaluations = tuple(s.evaluations) + ((LEARNING_CURVE_EVALUATION,) if s.curve_images else ())
+    # the learning-curve evaluation also gives the seeds report its seconds and pseudo Dice (cheap without points)
+    evaluations = tuple(s.evaluations) + ((LEARNING_CURVE_EVALUATION,) if s.curve_images or s.seeds > 1 else ())
     specs = [RunSpec(str(s.dataset), method, f, str(seed_layout.root), layout.single_fold, s.budget, s.device,
                      s.retrain, s.mirroring, save_every=s.save_every, num_processes=s.num_processes,
                      evaluations=evaluations, seed=seed, curve_images=tuple(sorted(set(map(int, s.curve_images)))))

@@ -140,6 +140,21 @@ def curve_checkpoint(run_dir: Path, images: int) -> Path:
     return Path(run_dir) / f"checkpoint_images_{images}.pth"
 
 
+def nnunet_epoch_seconds(trainer, last_epoch: int) -> float:
+    """nnU-Net's epoch times (its logger's timestamps, the 'Epoch time' of its log) summed over epochs 0..last."""
+    starts, ends = (trainer.logger.get_value(key, None) for key in ("epoch_start_timestamps", "epoch_end_timestamps"))
+    return float(sum(end - start for start, end in zip(starts[:last_epoch + 1], ends[:last_epoch + 1])))
+
+
+def logged_epoch_seconds(run_dir: Path) -> float | None:
+    """The 'Epoch time: X s' lines of nnU-Net's training logs in a run folder, summed (None: none found)."""
+    import re
+
+    times = [float(t) for log in sorted(Path(run_dir).glob("training_log_*.txt"))
+             for t in re.findall(r"Epoch time: ([\d.]+) s", log.read_text(errors="replace"))]
+    return sum(times) if times else None
+
+
 def _attach_curve_checkpoints(trainer, points: tuple, run_dir: Path) -> None:
     """Keep a checkpoint at the end of the first epoch after which each of `points` training images were seen,
     with nnU-Net's seconds of the epochs so far (its logger's epoch timestamps), so one training gives the
@@ -150,6 +165,7 @@ def _attach_curve_checkpoints(trainer, points: tuple, run_dir: Path) -> None:
     wanted = {-(-int(n) // per_epoch) - 1: int(n) for n in sorted(set(points), reverse=True) if int(n) < total}
     if not wanted:
         return
+    wanted[int(trainer.num_epochs) - 1] = total  # the final point: its seconds on the same clock, no extra checkpoint
     on_epoch_end = trainer.on_epoch_end
 
     def on_epoch_end_with_curve():
@@ -158,17 +174,16 @@ def _attach_curve_checkpoints(trainer, points: tuple, run_dir: Path) -> None:
         if epoch not in wanted:
             return
         images = wanted[epoch]
-        target = curve_checkpoint(run_dir, images)
-        partial = target.with_name(f".{target.name}.partial")
-        trainer.save_checkpoint(str(partial))
-        if not partial.is_file():  # nnU-Net's checkpointing is disabled
-            return
-        os.replace(partial, target)
-        starts, ends = (trainer.logger.get_value(key, None) for key in ("epoch_start_timestamps", "epoch_end_timestamps"))
-        seconds = sum(end - start for start, end in zip(starts[:epoch + 1], ends[:epoch + 1]))
+        target = curve_checkpoint(run_dir, images) if images < total else run_dir / "checkpoint_final.pth"
+        if images < total:
+            partial = target.with_name(f".{target.name}.partial")
+            trainer.save_checkpoint(str(partial))
+            if not partial.is_file():  # nnU-Net's checkpointing is disabled
+                return
+            os.replace(partial, target)
         saved = load_json(run_dir / CURVE_POINTS) or {}
-        saved[str(images)] = {"images": (epoch + 1) * per_epoch, "epochs": epoch + 1, "train_seconds": seconds,
-                              "checkpoint": target.name}
+        saved[str(images)] = {"images": (epoch + 1) * per_epoch, "epochs": epoch + 1,
+                              "train_seconds": nnunet_epoch_seconds(trainer, epoch), "checkpoint": target.name}
         atomic_write_json(run_dir / CURVE_POINTS, saved)
 
     trainer.on_epoch_end = on_epoch_end_with_curve

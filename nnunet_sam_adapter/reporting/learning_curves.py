@@ -43,10 +43,10 @@ def _run_points(record: dict) -> dict[int, dict]:
     """{images: {'train_seconds', 'raw': (evaluation_dir, summary), 'pp': ... or None}} of one finished run."""
     final = images_seen(record["budget"])
     pp = postprocessed_record(record)
-    points = {final: {"train_seconds": record.get("train_seconds"),
+    curve = (record.get("extra") or {}).get(LEARNING_CURVE_EVALUATION) or {}
+    points = {final: {"train_seconds": curve.get("final_train_seconds"),
                       "raw": (record["evaluation_dir"], record["summary"]),
                       "pp": (pp["evaluation_dir"], pp["summary"]) if pp else None}}
-    curve = (record.get("extra") or {}).get(LEARNING_CURVE_EVALUATION) or {}
     for entry in (curve.get("points") or {}).values():
         if "error" in entry:
             continue
@@ -196,8 +196,9 @@ def markdown(summary: list[dict], stats: list[dict], plateau: dict, left_out: li
              + (f"Budget rule: {budget.rule()}. " if budget is not None else "")
              + "A point inside a run is that run's checkpoint after so many training images (its learning-rate "
                "schedule is the whole run's); the last point is the run's final budget. Volume protocol; mean ± sd "
-               "over seeds of each seed's mean over all cases; seconds = training seconds summed over folds, mean "
-               "over seeds.", "",
+               "over seeds of each seed's mean over all cases; training s = nnU-Net's epoch times (its log's 'Epoch "
+               "time': training + its online pseudo-Dice batches, without start-up and final validation) summed "
+               "over folds, mean over seeds.", "",
              "| images | variant | class | method | seeds | cases | Dice (%) | HD95 (mm) | training s |",
              "|---:|---|---|---|---:|---:|---:|---:|---:|"]
     for r in summary:
