@@ -27,13 +27,13 @@ from nnunet_sam_adapter.evaluation.postprocessing import postprocessed_record
 from nnunet_sam_adapter.evaluation.result_files import ResultFileError, read_evaluation
 from nnunet_sam_adapter.methods import METHODS, REFERENCE_METHODS
 from nnunet_sam_adapter.reporting.statistics import holm, paired_comparison
-from nnunet_sam_adapter.training.budget import images_seen
+from nnunet_sam_adapter.training.budget import images_seen, patches_3d
 
 # The key under which a run record holds its learning-curve points (the extra evaluation's dotted path).
 LEARNING_CURVE_EVALUATION = "nnunet_sam_adapter.benchmark.learning_curve.benchmark_learning_curve"
 PLATEAU_PSEUDO_DICE = 0.1  # nnU-Net's online pseudo Dice above which a run has left the all-background plateau
 VARIANTS = ("raw", "pp")
-CSV_COLUMNS = ("method", "seed", "images", "variant", "class", "n_cases", "dice_pct", "hd95_mm", "train_seconds",
+CSV_COLUMNS = ("method", "seed", "images", "unit", "variant", "class", "n_cases", "dice_pct", "hd95_mm", "train_seconds",
                "folds")
 STATS_COLUMNS = ("images", "reference", "baseline", "class", "metric", "n_pairs", "seeds_reference",
                  "seeds_baseline", "mean_a", "mean_b", "mean_diff", "ci_low", "ci_high", "p_wilcoxon", "p_holm")
@@ -102,7 +102,8 @@ def gather(finished_per_seed: list[dict], methods, folds) -> tuple[dict, dict, l
                         continue
                     total = None if any(s is None for s in seconds) else sum(seconds)
                     points[(method, seed, images, variant)] = {"cases": cases, "train_seconds": total,
-                                                               "folds": list(folds)}
+                                                               "folds": list(folds),
+                                                               "budget": per_fold[folds[0]]["budget"]}
     return points, plateau, left_out
 
 
@@ -122,6 +123,7 @@ def curve_rows(points: dict) -> list[dict]:
     for (method, seed, images, variant), entry in sorted(points.items()):
         for cls, cases in sorted(entry["cases"].items()):
             rows.append({"method": method, "seed": seed, "images": images, "variant": variant, "class": cls,
+                         "unit": "3d patches" if patches_3d(entry.get("budget")) else "2d images",
                          "n_cases": len(cases), "dice_pct": _mean(d for d, _ in cases.values()),
                          "hd95_mm": _mean(h for _, h in cases.values()), "train_seconds": entry["train_seconds"],
                          "folds": " ".join(map(str, entry["folds"]))})
@@ -136,6 +138,7 @@ def summary_rows(rows: list[dict]) -> list[dict]:
     out = []
     for (method, images, variant, cls), group in groups.items():
         out.append({"method": method, "images": images, "variant": variant, "class": cls, "seeds": len(group),
+                    "unit": group[0]["unit"],
                     "n_cases": group[0]["n_cases"],
                     "dice_mean": _mean(r["dice_pct"] for r in group), "dice_sd": _sd(r["dice_pct"] for r in group),
                     "hd95_mean": _mean(r["hd95_mm"] for r in group), "hd95_sd": _sd(r["hd95_mm"] for r in group),
@@ -195,7 +198,8 @@ def markdown(summary: list[dict], stats: list[dict], plateau: dict, left_out: li
              f"device {context.get('device')}; test-time mirroring {context.get('test_time_mirroring')}. "
              + (f"Budget rule: {budget.rule()}. " if budget is not None else "")
              + "A point inside a run is that run's checkpoint after so many training images (its learning-rate "
-               "schedule is the whole run's); the last point is the run's final budget. Volume protocol; mean ± sd "
+               "schedule is the whole run's); the last point is the run's final budget. For a 3d configuration an "
+               "'image' is a 3d patch (nnU-Net's 3d_fullres patch of several slices). Volume protocol; mean ± sd "
                "over seeds of each seed's mean over all cases; training s = nnU-Net's epoch times (its log's 'Epoch "
                "time': training + its online pseudo-Dice batches, without start-up and final validation) summed "
                "over folds, mean over seeds.", "",
@@ -203,6 +207,7 @@ def markdown(summary: list[dict], stats: list[dict], plateau: dict, left_out: li
              "|---:|---|---|---|---:|---:|---:|---:|---:|"]
     for r in summary:
         label = METHODS[r["method"]].label if r["method"] in METHODS else r["method"]
+        label += " (3d patches)" if r["unit"] == "3d patches" else ""
         variant = "after postprocessing" if r["variant"] == "pp" else "raw"
         lines.append(f"| {r['images']} | {variant} | {r['class']} | {label} | {r['seeds']} | {r['n_cases']} | "
                      f"{_pm(r['dice_mean'], r['dice_sd'])} | {_pm(r['hd95_mean'], r['hd95_sd'])} | "
