@@ -73,9 +73,17 @@ def _resample_unregistered(case: CaseFiles, modality: str, image: sitk.Image, t2
     return resampled
 
 
-def _register(case: CaseFiles, modality: str, image: sitk.Image, t2: sitk.Image):
+def _register(case: CaseFiles, modality: str, image: sitk.Image, t2: sitk.Image, fixed: dict | None = None):
+    """``fixed``: the case's cache for T2's registration pyramid, built by the first modality registered
+    (registration.prepare_fixed; ~1.5 s CPU at 240x240x155 saved for each further modality); it may hold
+    "head_mask", T2's head mask already computed for the quality gate."""
     try:
-        transform, report = registration.register_rigid(t2, image)
+        if fixed is None:
+            transform, report = registration.register_rigid(t2, image)
+        else:
+            if "pyramid" not in fixed:
+                fixed["pyramid"] = registration.prepare_fixed(t2, fixed_head_mask=fixed.get("head_mask"))
+            transform, report = registration.register_rigid(t2, image, prepared=fixed["pyramid"])
     except RuntimeError as error:
         raise InputError(case.case_id, case.images[modality],
                          f"{modality} could not be registered to T2 ({error}): expected {modality} and T2 to "
@@ -106,9 +114,10 @@ def check_alignment(case: CaseFiles, modality: str, reference_name: str, referen
     return alignment
 
 
-def align_modality(case: CaseFiles, modality: str, image: sitk.Image, t2: sitk.Image, register: str):
+def align_modality(case: CaseFiles, modality: str, image: sitk.Image, t2: sitk.Image, register: str,
+                   fixed: dict | None = None):
     """Bring one modality onto T2's grid. Returns (image or None when the input file can be copied as is,
-    report dict)."""
+    report dict). ``fixed``: per-case cache of T2's registration pyramid (see ``_register``)."""
     if register == "always":
         do_register, reason = True, "--register always"
     elif register == "never":
@@ -116,7 +125,7 @@ def align_modality(case: CaseFiles, modality: str, image: sitk.Image, t2: sitk.I
     else:
         do_register, reason = registration.registration_decision(t2, image)
     if do_register:
-        aligned, report = _register(case, modality, image, t2)
+        aligned, report = _register(case, modality, image, t2, fixed)
         return aligned, {**report, "reason": reason}
     report = {"registered": False, "reason": reason}
     if _exact_geometry(image, t2):
@@ -166,7 +175,9 @@ def _stage_case(job: CaseJob, staging: Path) -> tuple[dict, dict]:
         seg = read_image(case.case_id, case.seg, "seg", label_map=True)
         label_image = convert_labels(case, seg, t2, job.labels)
     moves, modality_reports = {}, {}
-    reference_mask = sitk.GetArrayFromImage(registration.head_mask(t2)).astype(bool)
+    reference_head = registration.head_mask(t2)
+    reference_mask = sitk.GetArrayFromImage(reference_head).astype(bool)
+    fixed = {"head_mask": reference_head}  # T2's registration pyramid: built once, for every modality
     for modality in CHANNELS:
         staged = staging / job.image_outputs[modality].name
         if modality not in images:
@@ -179,7 +190,7 @@ def _stage_case(job: CaseJob, staging: Path) -> tuple[dict, dict]:
         if modality == reference:
             aligned, report = None, {"registered": False, "reason": "reference"}
         else:
-            aligned, report = align_modality(case, modality, images[modality], t2, job.register)
+            aligned, report = align_modality(case, modality, images[modality], t2, job.register, fixed)
             report["alignment"] = check_alignment(
                 case, modality, reference, t2, aligned if aligned is not None else images[modality],
                 {**report, "mode": job.register}, job.keep_poor_registration, reference_mask)
