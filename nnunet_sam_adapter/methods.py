@@ -14,6 +14,8 @@ networks, the `_short` / `_debug` trainers) is derived from these entries by `me
                     MONAI stand-ins for the paper's Swin-Unet and TransUNet (Table 2)
     ours_plus       beyond the paper: ours + adapters in every block + a full-resolution refinement head
                     (docs/method.md lists the differences)
+    ours_3d         beyond the paper (issue #18): ours on nnU-Net's 3D pipeline (configuration 3d_sam, stacks
+                    of D slices) with zero-initialised cross-slice adapters (docs/method.md, "3D context")
     <method>_missing
                     the method trained with modality dropout (missing modalities at inference), made by
                     `with_modality_dropout` for every multi-modal method: ours_missing, ours_plus_missing,
@@ -24,7 +26,8 @@ networks, the `_short` / `_debug` trainers) is derived from these entries by `me
 
 Adding a method = one entry below + one trainer class in trainers/ (README, "Adding a method").
 Every SAM method reads the same SAM 2d configuration (written by the SAM planner): backbone, input
-size and the dataset's modality channels, so they differ only in what the paper varies. This module
+size and the dataset's modality channels, so they differ only in what the paper varies; ours_3d reads the
+planner's 3d_sam configuration, which carries the same settings. This module
 imports no torch at import time (the CLIs read the registry before deciding to load anything).
 """
 
@@ -40,6 +43,10 @@ from nnunet_sam_adapter.paths import results_folder_name
 SAM_PLANS_NAME = "nnUNetSAMPlans"
 STOCK_PLANS_NAME = "nnUNetPlans"
 CROSS_MODAL_CLASS = "nnunet_sam_adapter.model.network.SAMCrossModalNetwork"
+# Beyond the paper (issue #18): the SAM planner's 3D configuration (stacks of D slices of the SAM input,
+# planning.sam_3d_configuration) and the network it names.
+SAM_3D_CONFIGURATION = "3d_sam"
+CROSS_MODAL_3D_CLASS = "nnunet_sam_adapter.model.network.SAMCrossModal3DNetwork"
 # Plans written before the package was split into stage folders name this path (still importable).
 LEGACY_CROSS_MODAL_CLASSES = ("nnunet_sam_adapter.network.SAMCrossModalNetwork",)
 
@@ -155,6 +162,10 @@ METHODS: dict[str, Method] = {m.name: m for m in (
            tables=("table2",), table_row=_BASELINE_ROW),
     Method("unetr_2d", "MONAI UNETR 2D", _MONAI_TRAINERS + "MONAIUNETR2DTrainer", **_STOCK_2D,
            tables=("table2",), table_row=_BASELINE_ROW),
+    # Beyond the paper (issue #18): measured against nnunet_3d_fullres, hence its Table 2 row.
+    Method("ours_3d", "Ours 3D (cross-slice adapters, beyond the paper)", _SAM_TRAINERS + "SAMCrossModal3DTrainer",
+           SAM_PLANS_NAME, SAM_3D_CONFIGURATION, is_sam=True, cross_modal=True, tables=("table2",),
+           table_row=_PLUS_ROW),
     _ablation("ours_adapters_0", "Ours, no adapters (n = 0)", "SAMCrossModalNoAdaptersTrainer", {"adapter_depth": 0}),
     _ablation("ours_adapters_all", "Ours, adapters after every block", "SAMCrossModalAllAdaptersTrainer",
               {"adapter_depth": "all"}),
@@ -244,7 +255,8 @@ class SAMPlansError(ValueError):
 def sam_settings(configuration: dict, plans_name: str = "") -> dict:
     """The planner's 'sam' block of a configuration: backbone, checkpoint, modality_channels, ..."""
     network_class = configuration.get("architecture", {}).get("network_class_name")
-    if "sam" not in configuration or network_class not in (CROSS_MODAL_CLASS, *LEGACY_CROSS_MODAL_CLASSES):
+    if "sam" not in configuration or network_class not in (CROSS_MODAL_CLASS, CROSS_MODAL_3D_CLASS,
+                                                           *LEGACY_CROSS_MODAL_CLASSES):
         raise SAMPlansError(
             f"plans {plans_name or '(unnamed)'} have no SAM configuration: SAM trainers need the plans written "
             f"by nnUNetv2_sam_plan_and_preprocess (pass -p {SAM_PLANS_NAME} to nnUNetv2_train / nnUNetv2_predict)")
@@ -253,14 +265,22 @@ def sam_settings(configuration: dict, plans_name: str = "") -> dict:
 
 def build_method_network(method: str, configuration: dict, num_input_channels: int, num_outputs: int,
                          plans_name: str = ""):
-    """Network (nn.Module) of SAM `method` from a SAM 2d configuration dict (ConfigurationManager.configuration)."""
-    from nnunet_sam_adapter.model.network import SAMCrossModalNetwork, SAMSingleStreamNetwork
+    """Network (nn.Module) of SAM `method` from a SAM configuration dict (ConfigurationManager.configuration):
+    the 2d one, or for ours_3d the 3d_sam one (the method and the configuration must agree)."""
+    from nnunet_sam_adapter.model.network import SAMCrossModal3DNetwork, SAMCrossModalNetwork, SAMSingleStreamNetwork
 
     settings = sam_settings(configuration, plans_name)
     arch_kwargs = dict(configuration["architecture"]["arch_kwargs"])
+    is_3d = configuration["architecture"]["network_class_name"] == CROSS_MODAL_3D_CLASS
+    wants_3d = method in METHODS and METHODS[method].configuration == SAM_3D_CONFIGURATION
+    if is_3d != wants_3d:
+        raise SAMPlansError(
+            f"method {method} trains on the SAM {'3D configuration (-c ' + SAM_3D_CONFIGURATION if wants_3d else '2d configuration (-c 2d'}), "
+            f"not on the {'3D' if is_3d else '2d'} configuration given (plans {plans_name or '(unnamed)'})")
     if method in method_names(cross_modal=True):
         options = METHODS[method].network_options
-        return SAMCrossModalNetwork(num_input_channels, num_outputs, **{**arch_kwargs, **options})
+        network_class = SAMCrossModal3DNetwork if is_3d else SAMCrossModalNetwork
+        return network_class(num_input_channels, num_outputs, **{**arch_kwargs, **options})
     if method == "early_fusion":
         channels = None
     elif method in MODALITIES:

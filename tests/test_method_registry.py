@@ -112,7 +112,7 @@ def test_every_list_of_methods_is_derived_from_the_registry_fields():
 def test_the_tables_keep_the_papers_rows():
     assert table_methods("table1") == ("T1", "T1ce", "T2", "FLAIR", "early_fusion", "ours", "ours_plus")
     assert table_methods("table2") == ("swinunetr_2d", "unetr_2d", "early_fusion", "nnunet_2d", "nnunet_3d_fullres",
-                                       "ours", "ours_plus")
+                                       "ours", "ours_plus", "ours_3d")
     assert table_methods("ablation") == ("ours", *methods.ABLATIONS, "ours_plus")
 
 
@@ -139,3 +139,24 @@ def test_a_registered_method_shows_up_in_every_derived_list(monkeypatch):
     assert issubclass(variants["MineTrainer_debug"], MineTrainer)
     found = nnunet_finds("MineTrainer_debug", trainer_dir())  # nnU-Net's plain-name import reads the registry
     assert found is not None and found.budget == (2, 4, 2)
+
+
+def test_ours_3d_is_a_sam_method_on_the_3d_configuration_with_every_generated_variant():
+    """Issue #18: ours_3d trains on the SAM planner's 3d_sam configuration; its budget, seed and modality-dropout
+    trainers are generated like every other trainer's and keep its method (hence its 3D network)."""
+    from nnunet_sam_adapter.trainers import missing_modality_trainers, sam_trainers_short, seed_trainers
+
+    ours_3d = METHODS["ours_3d"]
+    assert (ours_3d.plans, ours_3d.configuration, ours_3d.is_sam, ours_3d.cross_modal, ours_3d.default) == \
+        (methods.SAM_PLANS_NAME, methods.SAM_3D_CONFIGURATION, True, True, False)
+    assert ours_3d.folder_name == "SAMCrossModal3DTrainer__nnUNetSAMPlans__3d_sam"
+    assert METHODS["ours_3d_missing"].configuration == "3d_sam"
+    trainer = ours_3d.trainer_class()
+    generated = [vars(sam_trainers_short)["SAMCrossModal3DTrainer_debug"], vars(sam_trainers_short)["SAMCrossModal3DTrainer_short"],
+                 vars(seed_trainers)["SAMCrossModal3DTrainer_seed1"],
+                 vars(missing_modality_trainers)["SAMCrossModal3DTrainerMissingModality"], ours_3d.trainer_class(seed=2),
+                 METHODS["ours_3d_missing"].trainer_class()]
+    for variant in generated:
+        assert issubclass(variant, trainer) and variant.method == "ours_3d"
+    for name in ("SAMCrossModal3DTrainer_seed3", "SAMCrossModal3DTrainerMissingModality_debug"):
+        assert nnunet_finds(name, trainer_dir()) is not None, name

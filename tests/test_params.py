@@ -21,3 +21,23 @@ def test_params_json(capsys):
     assert ours["parts"]["adapters"]["trainable"] == 12 * (2 * 768 * 768 + 768)
     assert sum(part["total"] for part in ours["parts"].values()) == ours["report"]["total"]
     assert data["models"]["single modality (1 -> 3)"]["parts"]["stems"]["total"] == 1 * 3 + 3
+
+
+def test_params_of_the_3d_network():
+    """ours_3d (issue #18) = ours + one depthwise 3x3x3 cross-slice adapter (27c weights + c biases) per block."""
+    data = json.loads(_json_of(["--json"]))
+    ours, ours_3d = data["models"][METHODS["ours"].label], data["models"][METHODS["ours_3d"].label]
+    assert ours_3d["parts"]["cross-slice adapters"]["trainable"] == 12 * (27 * 768 + 768)
+    assert ours["parts"]["cross-slice adapters"]["total"] == 0
+    assert ours_3d["report"]["trainable"] - ours["report"]["trainable"] == 12 * (27 * 768 + 768)
+    assert sum(part["total"] for part in ours_3d["parts"].values()) == ours_3d["report"]["total"]
+
+
+def _json_of(argv):
+    import contextlib
+    import io
+
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        main(argv)
+    return out.getvalue()

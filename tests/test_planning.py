@@ -1,14 +1,16 @@
-"""SAM plan settings and the 2d configuration the planner writes (the full planner runs end to end)."""
+"""SAM plan settings and the 2d and 3d_sam configurations the planner writes (the full planner runs end to end)."""
 
 from __future__ import annotations
 
 import pytest
+import torch
 
 from nnunet_sam_adapter.model.checkpoints import SAMCheckpointError
 from nnunet_sam_adapter.methods import CROSS_MODAL_CLASS, SAMPlansError, build_method_network, sam_settings
 from nnunet_sam_adapter.model.modalities import ModalityError
-from nnunet_sam_adapter.model.network import SAMCrossModalNetwork, SAMSingleStreamNetwork
-from nnunet_sam_adapter.planning import SAMPlanSettings, backbone_depth, sam_2d_configuration
+from nnunet_sam_adapter.model.network import SAMCrossModal3DNetwork, SAMCrossModalNetwork, SAMSingleStreamNetwork
+from nnunet_sam_adapter.planning import (SAMPlanSettings, backbone_depth, sam_2d_configuration, sam_3d_configuration,
+                                         slices_and_batch_3d)
 
 STOCK_2D = {"data_identifier": "nnUNetSAMPlans_2d", "batch_size": 12, "patch_size": [192, 160],
             "spacing": [1.0, 1.0], "normalization_schemes": ["ZScoreNormalization"] * 4,
@@ -77,3 +79,47 @@ def test_methods_build_from_the_configuration():
 def test_stock_plans_are_refused_with_a_pointer_to_the_sam_planner():
     with pytest.raises(SAMPlansError, match="nnUNetv2_sam_plan_and_preprocess"):
         sam_settings(STOCK_2D, "nnUNetPlans")
+
+
+# ---------------------------------------------------------------- the SAM 3D configuration (issue #18)
+
+STOCK_3D = {"data_identifier": "nnUNetSAMPlans_3d_fullres", "batch_size": 2, "patch_size": [12, 64, 48],
+            "spacing": [3.0, 3.0, 3.0], "median_image_size_in_voxels": [12, 64, 48],
+            "normalization_schemes": ["CTNormalization"] * 4, "batch_dice": True,
+            "architecture": {"network_class_name": "PlainConvUNet", "arch_kwargs": {}, "_kw_requires_import": []}}
+
+
+@pytest.mark.parametrize("spacing, median, batch, slices, expected", [
+    (1.0, 155, 24, None, (16, 1)),   # BraTS at 1 mm, the paper's batch: 16 slices (16 mm), one stack
+    (1.0, 155, 48, None, (16, 3)),
+    (2.0, 78, 24, None, (8, 3)),     # 8 slices from 2 mm on (at least 8)
+    (3.0, 52, 24, None, (8, 3)),
+    (3.0, 12, 4, None, (4, 1)),      # the tests' dataset: D <= the 2d batch (memory), B x D <= it
+    (1.0, 5, 24, None, (5, 4)),      # never deeper than the median image
+    (1.0, 155, 24, 12, (12, 2)),     # --slices overrides the spacing rule, not the memory rule
+])
+def test_3d_slices_and_batch_rule(spacing, median, batch, slices, expected):
+    assert slices_and_batch_3d(spacing, median, batch, slices) == expected
+
+
+def test_3d_configuration_from_3d_fullres_and_the_2d_one():
+    dataset_json = {"channel_names": {"0": "T1", "1": "T1ce", "2": "T2", "3": "FLAIR"}}
+    settings = SAMPlanSettings(backbone="tiny", input_size=32, batch_size=6, adapter_depth=1)
+    plan_2d = sam_2d_configuration(STOCK_2D, settings, dataset_json)
+    plan = sam_3d_configuration(STOCK_3D, plan_2d, settings, "nnUNetSAMPlans_3d_sam")
+    assert plan["patch_size"] == [6, 32, 32] and plan["batch_size"] == 1  # 3 mm: 8 slices, capped by batch 6
+    assert plan["spacing"] == STOCK_3D["spacing"] and plan["data_identifier"] == "nnUNetSAMPlans_3d_sam"
+    assert plan["normalization_schemes"] == plan_2d["normalization_schemes"]
+    assert plan["sam"] == {**plan_2d["sam"], "slices": 6, "batch_size": 1}
+    assert plan["architecture"]["arch_kwargs"] == {**plan_2d["architecture"]["arch_kwargs"],
+                                                   "slice_adapter_depth": "all", "slice_kernel": [3, 3, 3]}
+    assert STOCK_3D["patch_size"] == [12, 64, 48]  # the stock plan is not modified
+    ours_3d = build_method_network("ours_3d", plan, 4, 2)
+    assert isinstance(ours_3d, SAMCrossModal3DNetwork) and ours_3d.adapter_depth == 1
+    assert ours_3d(torch.zeros(1, 4, 6, 32, 32)).shape == (1, 2, 6, 32, 32)
+    with pytest.raises(SAMPlansError, match="-c 3d_sam"):
+        build_method_network("ours_3d", plan_2d, 4, 2)
+    with pytest.raises(SAMPlansError, match="-c 2d"):
+        build_method_network("ours", plan, 4, 2)
+    with pytest.raises(ValueError, match="slices must be >= 1"):
+        SAMPlanSettings(backbone="tiny", adapter_depth=2, slices=0)

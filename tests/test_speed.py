@@ -40,7 +40,7 @@ def test_speed_benchmark_writes_table_and_json(tmp_path, capsys):
 def test_all_comparisons_have_rows():
     keys = [v.key for v in speed_variants(SpeedSettings(include_compile=True), resolve_device("cpu"))]
     assert keys == ["two_passes", "batched", "sdpa", "low_precision", "low_precision_alt", "checkpointing",
-                    "compiled", "early_fusion", "nnunet"]
+                    "compiled", "early_fusion", "nnunet", "ours_3d"]
     compared = {key for numerator, denominator, _ in comparisons("sam", False) for key in (numerator, denominator)}
     assert compared - {None} <= set(keys)
     with pytest.raises(ValueError, match="unknown variants"):
@@ -62,3 +62,15 @@ def test_stock_nnunet_2d_architecture_for_256_patch():
     assert arch["features_per_stage"] == [32, 64, 128, 256, 512, 512, 512]
     assert [list(s) for s in arch["strides"]] == [[1, 1]] + [[2, 2]] * 6
     assert all(list(k) == [3, 3] for k in arch["kernel_sizes"])
+
+
+def test_the_3d_row_counts_slices_as_images(tmp_path):
+    """ours_3d's row (issue #18) runs the 3D network on stacks of `slices` slices and reports images (slices) / s."""
+    from nnunet_sam_adapter.speed.measurement import measure_variant
+
+    settings = SpeedSettings(backbone="tiny", input_size=32, adapter_depth=2, batch_size=2, slices=3,
+                             warmup_steps=0, train_steps=1, infer_steps=1, device="cpu")
+    variant = next(v for v in speed_variants(settings, resolve_device("cpu")) if v.key == "ours_3d")
+    result = measure_variant(variant, settings)
+    assert result["method"] == "ours_3d" and "stacks of 3 slices" in result["label"]
+    assert result["train_images_per_s"] == pytest.approx(3 / result["train_step_s"][0])

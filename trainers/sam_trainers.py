@@ -99,6 +99,17 @@ class SAMCrossModalPlusTrainer(SAMCrossModalTrainer):
     method = "ours_plus"
 
 
+class SAMCrossModal3DTrainer(SAMCrossModalTrainer):
+    """Beyond the paper (method `ours_3d`, issue #18): the paper's network on stacks of D adjacent slices
+    with zero-initialised cross-slice adapters (`SAMCrossModal3DNetwork`), trained and predicted by nnU-Net's
+    own 3D machinery (3D data loader and augmentation, 3D sliding window) on the SAM planner's 3D
+    configuration: `nnUNetv2_train ID 3d_sam FOLD -tr SAMCrossModal3DTrainer -p nnUNetSAMPlans`. Same
+    recipe as SAMCrossModalTrainer (AdamW 1e-3, fast start, decoder at 0.1 x the lr); the cross-slice
+    adapters, new like the cross-modality ones, train at the full lr."""
+
+    method = "ours_3d"
+
+
 class SAMEarlyFusionTrainer(SAMCrossModalTrainer):
     """Baseline: all four modalities -> 1x1 conv -> 3 channels -> one SAM (paper Fig. 3, Tables 1-2)."""
 

@@ -31,7 +31,7 @@ from nnunet_sam_adapter.training.budget import Budget, trainer_budget
 from nnunet_sam_adapter.benchmark.layout import BenchmarkError, OutputLayout, load_plans, nnunet_run_dir, trainer_class
 from nnunet_sam_adapter.benchmark.reuse import RUN_RECORD, TRAINING_MARKER, RunOnDisk, decide
 from nnunet_sam_adapter.atomic_io import atomic_write_json
-from nnunet_sam_adapter.methods import METHODS, Method
+from nnunet_sam_adapter.methods import METHODS, SAM_3D_CONFIGURATION, Method
 from nnunet_sam_adapter.paths import load_json, nnunet_dirs, validation_cases
 
 
@@ -273,7 +273,13 @@ def train_and_validate(spec: RunSpec, log_file: Path) -> MethodResult:
     plans = load_plans(preprocessed, method)
     run_dir = nnunet_run_dir(results, method, spec.fold, spec.seed)
     on_disk = _run_on_disk(run_dir, plans)
-    budget = spec.budget.for_batch_size(int(plans["configurations"][method.configuration]["batch_size"]))
+    configuration = plans["configurations"][method.configuration]
+    images_per_step = int(configuration["batch_size"])
+    if method.configuration == SAM_3D_CONFIGURATION:
+        # ours_3d (issue #18): a stack of D slices is D images of the 2D SAM methods (the encoder runs each),
+        # so the equal-images rule counts slices (stock 3d_fullres keeps counting patches)
+        images_per_step *= int(configuration["patch_size"][0])
+    budget = spec.budget.for_batch_size(images_per_step)
     decision = decide(on_disk, budget, spec.retrain)
     if decision.action == "refuse":
         raise BenchmarkError(f"{run_dir} {decision.reason}")

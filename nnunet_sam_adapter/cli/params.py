@@ -1,5 +1,5 @@
-"""`nnUNetv2_sam_params`: parameter counts of the cross-modality network and the SAM baselines
-(paper Table 3), with a per-part breakdown; built on the meta device, so it takes a second."""
+"""`nnUNetv2_sam_params`: parameter counts of the cross-modality network, its 3D variant (ours_3d, beyond
+the paper) and the SAM baselines (paper Table 3), with a per-part breakdown; built on the meta device, so it takes a second."""
 from __future__ import annotations
 
 import argparse
@@ -10,7 +10,7 @@ from nnunet_sam_adapter.model.backbones import BACKBONE_NAMES
 from nnunet_sam_adapter.model.parameters import millions
 from nnunet_sam_adapter.reporting.parameters import method_parameter_reports
 
-PARTS = ("image encoder", "stems", "adapters", "mask decoder", "prompt embedding")
+PARTS = ("image encoder", "stems", "adapters", "cross-slice adapters", "mask decoder", "prompt embedding")
 PAPER_NOTE = (
     "Paper Table 3: ours 98M total / 10.80M trainable (11%); SAM (early fusion) 91M / 3.64M (4%).\n"
     "Our mask decoder has no IoU head (unused without prompts) and one mask token + hypernetwork MLP per "

@@ -18,6 +18,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--input-size", type=int, default=defaults.input_size)
     parser.add_argument("--batch-size", type=int, default=defaults.batch_size)
     parser.add_argument("--adapter-depth", type=int, default=defaults.adapter_depth)
+    parser.add_argument("--slices", type=int, default=defaults.slices,
+                        help="ours_3d row: slices per stack (stacks = max(1, batch // slices))")
     parser.add_argument("--warmup-steps", type=int, default=defaults.warmup_steps)
     parser.add_argument("--train-steps", type=int, default=defaults.train_steps, help="timed training steps")
     parser.add_argument("--infer-steps", type=int, default=defaults.infer_steps, help="timed inference steps")
@@ -29,7 +31,7 @@ def main(argv: list[str] | None = None) -> None:
     compile_group.add_argument("--no-compile", dest="include_compile", action="store_false")
     parser.add_argument("--only", nargs="+", default=None, metavar="KEY",
                         help="run only these variants (two_passes batched sdpa low_precision low_precision_alt "
-                        "checkpointing compiled early_fusion nnunet); the first is the reference of the ratios")
+                        "checkpointing compiled early_fusion nnunet ours_3d); the first is the reference of the ratios")
     parser.add_argument("--variant-timeout", type=int, default=defaults.variant_timeout_s, help="seconds per variant")
     parser.add_argument("-o", "--output", default="speed_results", help="folder for speed.json and speed.md")
     parser.add_argument("--docs", default=None, help="also save the report beside this page as its device's section "
@@ -39,7 +41,7 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     with one_line_errors(parser.prog, extra=(ValueError,)):  # SpeedSettings refuses bad values with ValueError
         settings = SpeedSettings(
-            backbone=args.backbone, input_size=args.input_size, batch_size=args.batch_size,
+            backbone=args.backbone, input_size=args.input_size, batch_size=args.batch_size, slices=args.slices,
             adapter_depth=args.adapter_depth, warmup_steps=args.warmup_steps, train_steps=args.train_steps,
             infer_steps=args.infer_steps, device=args.device, include_compile=args.include_compile,
             variant_timeout_s=args.variant_timeout, threads=args.threads,

@@ -2,11 +2,13 @@
 
     SAMCrossModalNetwork    the paper's method: T1-based and T2-based streams, cross-modality adapters
                             after the first n encoder blocks, summed embeddings, prompt-free decoder
+    SAMCrossModal3DNetwork  beyond the paper (issue #18): the same on stacks of D slices (nnU-Net's 3D patch
+                            (B, C, D, S, S)) with zero-initialised cross-slice adapters in the encoder
     SAMSingleStreamNetwork  the paper's baselines (Fig. 3): early fusion (all channels -> 3) or a single
                             modality (1 -> 3), same frozen encoder and decoder
 
-Both take nnU-Net's input (B, C, S, S) and return logits (B, K, S, S) without softmax (nnU-Net applies
-it). Both are built from plans kwargs alone, with random encoder weights: pretrained weights are
+The 2D networks take nnU-Net's input (B, C, S, S) and return logits (B, K, S, S) without softmax (nnU-Net
+applies it); the 3D one takes (B, C, D, S, S) and returns (B, K, D, S, S). All are built from plans kwargs alone, with random encoder weights: pretrained weights are
 loaded by the trainer (`checkpoints.load_sam_checkpoint`) and at predict time come from the nnU-Net
 checkpoint, so no SAM file is needed to predict.
 """
@@ -18,7 +20,7 @@ from typing import Sequence
 import torch
 from torch import nn
 
-from nnunet_sam_adapter.model.adapter import CrossModalityAdapter
+from nnunet_sam_adapter.model.adapter import CrossModalityAdapter, CrossSliceAdapter
 from nnunet_sam_adapter.model.backbones import SAMBackbone, build_backbone, upsample_logits
 from nnunet_sam_adapter.model.refinement import RefinementHead
 from nnunet_sam_adapter.model.execution import (
@@ -272,18 +274,25 @@ class SAMCrossModalNetwork(_SAMSegmentationNetwork):
     def encode_streams(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(B, C, S, S) -> the two high-level embeddings after SAM's neck, each (B, d, S/16, S/16)."""
         self._check_input(x, self.input_channels)
+        return self._encode_images(x, slices=1)
+
+    def _encode_images(self, x: torch.Tensor, slices: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """(N, C, S, S) images (N = stacks x `slices`, slice index fastest; the 2D network: slices = 1) ->
+        the two embeddings, each (N, d, S/16, S/16). After block i: cross-modality adapter i (i < n), then
+        `_mix_slices` (identity here; the 3D network's cross-slice adapters)."""
         t1, t2 = self.stream_images(x)
         if self.__dict__["_execution"]["batched_streams"]:
             stacked = self.sam.embed(torch.cat([t1, t2], dim=0))
 
             def adapt(i: int, features: torch.Tensor) -> torch.Tensor:
-                return self.adapters[i].forward_stacked(features) if i < self.adapter_depth else features
+                features = self.adapters[i].forward_stacked(features) if i < self.adapter_depth else features
+                return self._mix_slices(i, features, slices)  # (2N, ...): 2B stacks of `slices`, same weights
 
             embeddings = self.sam.neck(self.sam.run_blocks(stacked, adapt, self.checkpoint_blocks))
             return embeddings.chunk(2, dim=0)
-        return self._encode_streams_separately(t1, t2)
+        return self._encode_streams_separately(t1, t2, slices)
 
-    def _encode_streams_separately(self, t1: torch.Tensor, t2: torch.Tensor):
+    def _encode_streams_separately(self, t1: torch.Tensor, t2: torch.Tensor, slices: int = 1):
         """Reference path: each frozen block called once per stream (two passes)."""
         f1, f2 = self.sam.embed(t1), self.sam.embed(t2)
         for i in range(len(self.sam.block_widths)):
@@ -291,14 +300,94 @@ class SAMCrossModalNetwork(_SAMSegmentationNetwork):
             f2 = self.sam.block_step(i, f2, self.checkpoint_blocks)
             if i < self.adapter_depth:
                 f1, f2 = self.adapters[i](f1, f2)
+            f1, f2 = self._mix_slices(i, f1, slices), self._mix_slices(i, f2, slices)
         return self.sam.neck(f1), self.sam.neck(f2)
+
+    def _mix_slices(self, index: int, features: torch.Tensor, slices: int) -> torch.Tensor:
+        """Hook after block `index` (and its cross-modality adapter): the 2D network has no slice context."""
+        return features
 
     def _logits(self, x: torch.Tensor) -> torch.Tensor:
         """(B, C, S, S) -> logits (B, K, S, S)."""
-        e_t1, e_t2 = self.encode_streams(x)
+        return self._image_logits(x, self.encode_streams(x))
+
+    def _image_logits(self, x: torch.Tensor, embeddings: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
+        """Images (N, C, S, S) and their two embeddings -> logits (N, K, S, S): fuse, decode, refine."""
+        e_t1, e_t2 = embeddings
         fused = e_t1 + e_t2 if self.fuse_embeddings is None else self.fuse_embeddings(torch.cat([e_t1, e_t2], 1))
         logits = self._decode(fused, x.shape[-2:])
         return logits if self.refine is None else self.refine(x, logits)
+
+
+class SAMCrossModal3DNetwork(SAMCrossModalNetwork):
+    """Beyond the paper (issue #18, method `ours_3d`): the paper's network on stacks of D adjacent slices,
+    with cross-slice adapters (docs/method.md "3D context (beyond the paper)").
+
+    Input nnU-Net's 3D patch (B, C, D, S, S) (axis 2 = nnU-Net's first spatial axis, the one the 2d
+    configuration slices along); output logits (B, K, D, S, S). The B*D slices run as one batch of images
+    through the stems, the frozen encoder with the paper's cross-modality adapters, SAM's neck and the
+    prompt-free decoder (decoding per slice); the only 3D part is a `CrossSliceAdapter` after each of the
+    first `slice_adapter_depth` encoder blocks (after the block's cross-modality adapter, if any), which
+    mixes each token with its neighbours in the adjacent slices of its stack. Both streams use the same
+    cross-slice adapters (like the frozen encoder they run through; the cross-modality adapters already
+    give each stream the other's features). Zero-initialised, so at initialisation this network equals
+    SAMCrossModalNetwork applied slice by slice (tests/test_network_3d.py).
+
+    Args (beyond SAMCrossModalNetwork's, which keep their meaning):
+        slice_adapter_depth: cross-slice adapters after the first n blocks; 'all' (default): every block
+            (MA-SAM adapts every block; a depthwise conv costs 28c parameters per block at (3, 3, 3)).
+        slice_kernel: (kD, kh, kw) of the depthwise 3D convolution, odd sizes; (3, 1, 1) is the purely
+            through-plane variant.
+    """
+
+    def __init__(self, input_channels: int, num_classes: int, backbone: str = "vit_b",
+                 input_size: int = 256, adapter_depth: int | str = 6,
+                 stream_channels: Sequence[Sequence[int]] = DEFAULT_STREAM_CHANNELS,
+                 batched_streams: bool | str = "auto", checkpoint_blocks: bool = False,
+                 deep_supervision: bool = False, attention: str = "auto", autocast: str = "auto",
+                 compile: str | bool = "auto", refine_head: bool = False, adapter_init: str = "zero",
+                 trainable_stems: bool = True, embedding_fusion: str = "sum",
+                 slice_adapter_depth: int | str = "all", slice_kernel: Sequence[int] = (3, 3, 3)):
+        super().__init__(input_channels, num_classes, backbone, input_size, adapter_depth, stream_channels,
+                         batched_streams, checkpoint_blocks, deep_supervision, attention, autocast, compile,
+                         refine_head, adapter_init, trainable_stems, embedding_fusion)
+        depth = len(self.sam.block_widths)
+        slice_adapter_depth = depth if slice_adapter_depth == "all" else slice_adapter_depth
+        if not 0 <= slice_adapter_depth <= depth:
+            raise ValueError(f"slice_adapter_depth must be in 0..{depth} for {backbone}, got {slice_adapter_depth}")
+        self.slice_adapter_depth = slice_adapter_depth
+        self.slice_adapters = nn.ModuleList(CrossSliceAdapter(w, tuple(slice_kernel))
+                                            for w in self.sam.block_widths[:slice_adapter_depth])
+        self._settle_execution()
+
+    def _check_input(self, x: torch.Tensor, expected_channels: int) -> None:
+        if x.ndim == 5:
+            super()._check_input(x[:, :, 0], expected_channels)  # channels and the S x S slice size
+            return
+        raise ValueError(f"{type(self).__name__} ({self.backbone_name}) expects nnU-Net's 3D patch (B, "
+                         f"{expected_channels}, D, {self.input_size}, {self.input_size}); got {tuple(x.shape)} "
+                         f"(train and predict it with the SAM 3D configuration, -c 3d_sam)")
+
+    def encode_streams(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(B, C, D, S, S) -> the two embeddings of its B*D slices, each (B*D, d, S/16, S/16) (slice fastest)."""
+        self._check_input(x, self.input_channels)
+        return self._encode_images(self._slices_as_images(x), slices=x.shape[2])
+
+    @staticmethod
+    def _slices_as_images(x: torch.Tensor) -> torch.Tensor:
+        """(B, C, D, S, S) -> (B*D, C, S, S), slice index fastest."""
+        b, c, d, h, w = x.shape
+        return x.transpose(1, 2).reshape(b * d, c, h, w)
+
+    def _mix_slices(self, index: int, features: torch.Tensor, slices: int) -> torch.Tensor:
+        return self.slice_adapters[index](features, slices) if index < self.slice_adapter_depth else features
+
+    def _logits(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, C, D, S, S) -> logits (B, K, D, S, S)."""
+        b, _, d, h, w = x.shape
+        images = self._slices_as_images(x)
+        logits = self._image_logits(images, self._encode_images(images, slices=d))  # (B*D, K, S, S)
+        return logits.reshape(b, d, -1, h, w).transpose(1, 2)
 
 
 class SAMSingleStreamNetwork(_SAMSegmentationNetwork):

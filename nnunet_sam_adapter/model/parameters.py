@@ -34,10 +34,12 @@ def _count(module: nn.Module) -> dict:
 
 
 def parameter_breakdown(model: _SAMSegmentationNetwork) -> dict[str, dict]:
-    """Counts per part: 'image encoder', 'stems', 'adapters', 'mask decoder', 'prompt embedding'
-    (each {'total', 'trainable'}); the parts add up to `parameter_report(model)`."""
+    """Counts per part: 'image encoder', 'stems', 'adapters', 'cross-slice adapters' (the 3D network's; zero
+    elsewhere), 'mask decoder', 'prompt embedding' (each {'total', 'trainable'}); the parts add up to
+    `parameter_report(model)`."""
     stems = model.stems if isinstance(model, SAMCrossModalNetwork) else nn.ModuleList([model.stem])
     adapters = model.adapters if isinstance(model, SAMCrossModalNetwork) else nn.ModuleList()
+    slice_adapters = getattr(model, "slice_adapters", nn.ModuleList())
     return {"image encoder": _count(model.sam.image_encoder), "stems": _count(stems),
-            "adapters": _count(adapters), "mask decoder": _count(model.sam.mask_decoder),
-            "prompt embedding": _count(model.sam.prompt)}
+            "adapters": _count(adapters), "cross-slice adapters": _count(slice_adapters),
+            "mask decoder": _count(model.sam.mask_decoder), "prompt embedding": _count(model.sam.prompt)}

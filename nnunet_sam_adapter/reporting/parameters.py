@@ -82,19 +82,22 @@ def sam_description(dataset: int | str) -> dict | None:
 
 def method_parameter_reports(backbone: str = "vit_b", input_size: int = 256, adapter_depth: int = 6,
                              num_classes: int = 2, input_channels: int = 4) -> dict[str, dict]:
-    """Parameter report + breakdown of ours and the paper's SAM baselines (Fig. 3), built on the meta
+    """Parameter report + breakdown of ours, ours_3d and the paper's SAM baselines (Fig. 3), built on the meta
     device (no memory, no weights): {method: {'report': ..., 'parts': ...}}. LiteMedSAM's TinyViT
     cannot be built on meta (it calls .item() in __init__); it is small enough for the CPU."""
     import torch
 
     from nnunet_sam_adapter.model.backbones import VIT_CONFIGS
-    from nnunet_sam_adapter.model.network import SAMCrossModalNetwork, SAMSingleStreamNetwork
+    from nnunet_sam_adapter.model.network import SAMCrossModal3DNetwork, SAMCrossModalNetwork, SAMSingleStreamNetwork
     from nnunet_sam_adapter.model.parameters import parameter_breakdown, parameter_report
 
     with torch.device("meta" if backbone in VIT_CONFIGS else "cpu"):
         models = {
             METHODS["ours"].label: SAMCrossModalNetwork(input_channels, num_classes, backbone, input_size,
                                                         adapter_depth),
+            # beyond the paper (issue #18): ours + a depthwise 3x3x3 cross-slice adapter after every block
+            METHODS["ours_3d"].label: SAMCrossModal3DNetwork(input_channels, num_classes, backbone, input_size,
+                                                             adapter_depth),
             f"early fusion ({input_channels} -> 3)": SAMSingleStreamNetwork(input_channels, num_classes,
                                                                            backbone, input_size),
             "single modality (1 -> 3)": SAMSingleStreamNetwork(input_channels, num_classes, backbone,

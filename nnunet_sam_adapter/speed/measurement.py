@@ -116,7 +116,7 @@ def measure_variant(variant: SpeedVariant, settings: SpeedSettings) -> dict:
     optimizer.state.clear()  # the optimiser's moments are not part of the inference memory
     memory.reset()
     infer_times = time_steps(infer_step, settings.warmup_steps, settings.infer_steps, device)
-    b = settings.batch_size
+    b = images.shape[0] * (images.shape[2] if images.ndim == 5 else 1)  # images (slices) per step
     return {
         "key": variant.key, "label": variant.label, "method": variant.method,
         "network_kwargs": variant.network_kwargs, "resolved": resolved, "build_s": build_s,

@@ -5,6 +5,8 @@ Rows, all at the same backbone / input size / batch:
                     autocast (c), torch.compile (d), activation checkpointing of the frozen blocks (e)
     references      early fusion (one stream) with the network defaults; stock nnU-Net 2d
                     PlainConvUNet as nnU-Net's ExperimentPlanner builds it for this patch and channel count
+    ours_3d         beyond the paper (issue #18): the 3D network (network defaults) on max(1, batch // slices)
+                    stacks of `slices` slices; its images/s count slices, so it compares per image
 The low-precision, checkpointing and compile rows use what the network's 'auto' settings pick on the
 device (attention, stream batching, autocast dtype), so (b)-(e) are measured where the defaults run.
 """
@@ -20,6 +22,7 @@ from nnunet_sam_adapter.model.execution import resolve_attention, resolve_autoca
 
 # The quick comparison's networks, in registry order; workload.py builds each of the three its own way.
 OURS, EARLY_FUSION, NNUNET_2D = (METHODS[name] for name in QUICK_METHODS)
+OURS_3D = METHODS["ours_3d"]
 AUTOCAST_NAMES = {None: "off", torch.bfloat16: "bf16", torch.float16: "fp16"}
 ATTENTION_LABELS = {"sam": "SAM attention", "sdpa": "SDPA"}
 
@@ -42,6 +45,7 @@ class SpeedSettings:
     variant_timeout_s: int = 900
     threads: int | None = None  # torch threads on CPU (None: torch's default)
     only: tuple[str, ...] | None = None  # variant keys to run (None: all); the first row is the reference
+    slices: int = 4  # the ours_3d row: slices per stack D (stacks = max(1, batch_size // slices))
 
 
 @dataclass
@@ -121,6 +125,8 @@ def speed_variants(settings: SpeedSettings, device: torch.device) -> list[SpeedV
         SpeedVariant("early_fusion", f"reference: {EARLY_FUSION.label} (one stream), network defaults",
                      EARLY_FUSION.name, {}),
         SpeedVariant("nnunet", f"reference: stock {NNUNET_2D.label} PlainConvUNet", NNUNET_2D.name, {}),
+        SpeedVariant("ours_3d", f"{OURS_3D.label}, stacks of {settings.slices} slices, network defaults",
+                     OURS_3D.name, {}),
     ]
     if settings.only:
         unknown = set(settings.only) - {v.key for v in rows}
@@ -150,4 +156,5 @@ def comparisons(attention: str, batched: bool) -> list[tuple[str, str | None, st
         ("checkpointing", None, "(e) activation checkpointing vs none"),
         ("early_fusion", None, f"reference: {EARLY_FUSION.name} vs {OURS.name} (defaults)"),
         ("nnunet", None, f"reference: stock {NNUNET_2D.label} vs {OURS.name} (defaults)"),
+        ("ours_3d", None, f"beyond the paper: {OURS_3D.name} (per slice) vs {OURS.name} (defaults)"),
     ]

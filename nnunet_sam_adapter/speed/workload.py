@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import torch
 
-from nnunet_sam_adapter.speed.variants import EARLY_FUSION, NNUNET_2D, OURS, SpeedSettings, SpeedVariant
+from nnunet_sam_adapter.speed.variants import EARLY_FUSION, NNUNET_2D, OURS, OURS_3D, SpeedSettings, SpeedVariant
 
 
 def plain_conv_unet_architecture(patch_size: int, input_channels: int) -> dict:
@@ -38,9 +38,12 @@ def plain_conv_unet_architecture(patch_size: int, input_channels: int) -> dict:
 
 def build_variant_network(variant: SpeedVariant, settings: SpeedSettings) -> torch.nn.Module:
     """The variant's network with random weights, on the CPU."""
-    from nnunet_sam_adapter.model.network import SAMCrossModalNetwork, SAMSingleStreamNetwork
+    from nnunet_sam_adapter.model.network import SAMCrossModal3DNetwork, SAMCrossModalNetwork, SAMSingleStreamNetwork
 
     s = settings
+    if variant.method == OURS_3D.name:
+        return SAMCrossModal3DNetwork(s.input_channels, s.num_classes, s.backbone, s.input_size, s.adapter_depth,
+                                      **variant.network_kwargs)
     if variant.method == OURS.name:
         return SAMCrossModalNetwork(s.input_channels, s.num_classes, s.backbone, s.input_size, s.adapter_depth,
                                     **variant.network_kwargs)
@@ -78,8 +81,14 @@ def loss_and_optimizer(model: torch.nn.Module, variant: SpeedVariant):
 def synthetic_batch(model: torch.nn.Module, variant: SpeedVariant, settings: SpeedSettings,
                     device: torch.device) -> tuple[torch.Tensor, torch.Tensor | list[torch.Tensor]]:
     """Random images (B, C, S, S) and a box label (B, 1, S, S); for stock nnU-Net one label per
-    deep-supervision output (halved each time)."""
+    deep-supervision output (halved each time); for ours_3d stacks (B', C, D, S, S) and (B', 1, D, S, S)."""
     b, s = settings.batch_size, settings.input_size
+    if variant.method == OURS_3D.name:  # (stacks, C, D, S, S): the 3D network's input
+        stacks, d = max(1, b // settings.slices), settings.slices
+        images = torch.randn(stacks, settings.input_channels, d, s, s, device=device)
+        target = torch.zeros(stacks, 1, d, s, s, device=device)
+        target[..., s // 4: s // 2, s // 3: 2 * s // 3] = 1
+        return images, target
     images = torch.randn(b, settings.input_channels, s, s, device=device)
     target = torch.zeros(b, 1, s, s, device=device)
     target[:, :, s // 4: s // 2, s // 3: 2 * s // 3] = 1
