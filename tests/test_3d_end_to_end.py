@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 import numpy as np
+import pytest
 import SimpleITK as sitk
 
 from console import run
@@ -28,6 +29,7 @@ def test_plans_hold_the_3d_configuration_and_its_preprocessed_data(planned_datas
     assert len(cases) == 6, cases  # preprocessed by nnUNetv2_sam_plan_and_preprocess, like 2d
 
 
+@pytest.mark.slow  # a 3d training + a 3d sliding-window prediction: behind the marker CI runs (make test-all)
 def test_train_3d_trainer_then_predict_with_stock_nnunet(planned_dataset, tmp_path):
     env = {**planned_dataset.env_with_results("ours_3d"), "nnUNet_n_proc_DA": "0", "nnUNet_compile": "false"}
     log = run(["nnUNetv2_train", DATASET_ID, "3d_sam", "0", "-tr", TRAINER, "-p", "nnUNetSAMPlans",
