@@ -220,3 +220,18 @@ def test_the_variant_is_compared_with_the_baselines_but_not_again_with_ours(layo
     pairs = [(r["reference"], r["baseline"]) for r in crossval.comparisons(pooled)]
     assert sorted(set(pairs)) == [("ours", "nnunet_2d"), ("ours", "ours_plus"), ("ours_plus", "nnunet_2d")]
     assert len(pairs) == 6  # x 2 metrics, Holm-adjusted together
+
+
+def test_reuse_compares_the_plans_of_the_runs_configuration_only():
+    """Re-planning that adds a configuration (3d_sam) keeps 2d runs reusable; a change to 2d does not."""
+    from nnunet_sam_adapter.benchmark.runner import plans_of_configuration
+
+    trained = {"plans_name": "nnUNetSAMPlans", "configurations": {"2d": {"patch_size": [64, 64], "batch_size": 4}}}
+    replanned = {**trained, "configurations": {**trained["configurations"], "3d_sam": {"patch_size": [4, 64, 64]}}}
+    assert plans_of_configuration(trained, "2d") == plans_of_configuration(replanned, "2d")
+    assert plans_of_configuration(trained, "3d_sam") != plans_of_configuration(replanned, "3d_sam")
+    changed = {**trained, "configurations": {"2d": {"patch_size": [64, 64], "batch_size": 8}}}
+    assert plans_of_configuration(trained, "2d") != plans_of_configuration(changed, "2d")
+    other_global = {**trained, "plans_name": "other"}
+    assert plans_of_configuration(trained, "2d") != plans_of_configuration(other_global, "2d")
+    assert plans_of_configuration(None, "2d") is None

@@ -106,11 +106,21 @@ def _found_budget(run_dir: Path, record: dict | None) -> dict | None:
         return None
 
 
-def _run_on_disk(run_dir: Path, plans: dict) -> RunOnDisk:
+def plans_of_configuration(plans: dict | None, configuration: str) -> dict | None:
+    """What a run of `configuration` was trained with: the plans' global fields and that configuration's entry.
+    Another configuration added to or changed in the plans (e.g. re-planning adds 3d_sam) does not touch it."""
+    if not isinstance(plans, dict) or not isinstance(plans.get("configurations"), dict):
+        return None
+    return {**{k: v for k, v in plans.items() if k != "configurations"},
+            "configuration": plans["configurations"].get(configuration)}
+
+
+def _run_on_disk(run_dir: Path, plans: dict, configuration: str) -> RunOnDisk:
     record = load_json(run_dir / RUN_RECORD)
     finished = (run_dir / "checkpoint_final.pth").is_file()
+    trained_with = plans_of_configuration(load_json(run_dir.parent / "plans.json"), configuration)  # nnU-Net's copy
     return RunOnDisk(finished=finished, record=record, found_budget=_found_budget(run_dir, record) if finished else None,
-                     same_plans=load_json(run_dir.parent / "plans.json") == plans,  # nnU-Net copies its plans there
+                     same_plans=trained_with is not None and trained_with == plans_of_configuration(plans, configuration),
                      started=load_json(run_dir / TRAINING_MARKER), has_latest=(run_dir / "checkpoint_latest.pth").is_file())
 
 
@@ -272,7 +282,7 @@ def train_and_validate(spec: RunSpec, log_file: Path) -> MethodResult:
     name, preprocessed, results = nnunet_dirs(spec.dataset)
     plans = load_plans(preprocessed, method)
     run_dir = nnunet_run_dir(results, method, spec.fold, spec.seed)
-    on_disk = _run_on_disk(run_dir, plans)
+    on_disk = _run_on_disk(run_dir, plans, method.configuration)
     configuration = plans["configurations"][method.configuration]
     images_per_step = int(configuration["batch_size"])
     if method.configuration == SAM_3D_CONFIGURATION:
