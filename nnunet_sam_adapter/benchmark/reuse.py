@@ -27,7 +27,7 @@ class RunOnDisk:
     finished: bool                # checkpoint_final.pth
     record: dict | None           # our run record (None: not made by the benchmark, or unfinished)
     found_budget: dict | None     # budget of the finished run (record or debug.json)
-    same_plans: bool              # the run folder's plans.json equals the current plans
+    same_plans: bool              # nnU-Net's plans.json of the run folder = the current plans (its configuration)
     started: dict | None = None   # our training marker: {"budget": {...}} of a training in progress
     has_latest: bool = False      # checkpoint_latest.pth
 
