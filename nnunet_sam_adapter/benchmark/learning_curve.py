@@ -16,11 +16,11 @@ from pathlib import Path
 
 from nnunet_sam_adapter.benchmark.layout import load_plans
 from nnunet_sam_adapter.benchmark.runner import (CURVE_POINTS, PSEUDO_DICE, _validate, _validation_complete,
-                                                 curve_checkpoint, logged_epoch_seconds, make_trainer)
+                                                 curve_checkpoint, make_trainer)
 from nnunet_sam_adapter.methods import METHODS
 from nnunet_sam_adapter.paths import load_json, nnunet_dirs, validation_cases
 from nnunet_sam_adapter.reporting.learning_curves import LEARNING_CURVE_EVALUATION  # noqa: F401 (this function's key)
-from nnunet_sam_adapter.training.budget import images_seen
+from nnunet_sam_adapter.training.budget import images_seen, logged_epoch_seconds
 CURVE_FOLDER = "learning_curve"
 
 

@@ -156,15 +156,6 @@ def nnunet_epoch_seconds(trainer, last_epoch: int) -> float:
     return float(sum(end - start for start, end in zip(starts[:last_epoch + 1], ends[:last_epoch + 1])))
 
 
-def logged_epoch_seconds(run_dir: Path) -> float | None:
-    """The 'Epoch time: X s' lines of nnU-Net's training logs in a run folder, summed (None: none found)."""
-    import re
-
-    times = [float(t) for log in sorted(Path(run_dir).glob("training_log_*.txt"))
-             for t in re.findall(r"Epoch time: ([\d.]+) s", log.read_text(errors="replace"))]
-    return sum(times) if times else None
-
-
 def _attach_curve_checkpoints(trainer, points: tuple, run_dir: Path) -> None:
     """Keep a checkpoint at the end of the first epoch after which each of `points` training images were seen,
     with nnU-Net's seconds of the epochs so far (its logger's epoch timestamps), so one training gives the

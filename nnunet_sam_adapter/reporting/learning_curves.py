@@ -27,7 +27,7 @@ from nnunet_sam_adapter.evaluation.postprocessing import postprocessed_record
 from nnunet_sam_adapter.evaluation.result_files import ResultFileError, read_evaluation
 from nnunet_sam_adapter.methods import METHODS, REFERENCE_METHODS
 from nnunet_sam_adapter.reporting.statistics import holm, paired_comparison
-from nnunet_sam_adapter.training.budget import images_seen, patches_3d
+from nnunet_sam_adapter.training.budget import images_seen, logged_epoch_seconds, patches_3d
 
 # The key under which a run record holds its learning-curve points (the extra evaluation's dotted path).
 LEARNING_CURVE_EVALUATION = "nnunet_sam_adapter.benchmark.learning_curve.benchmark_learning_curve"
@@ -44,7 +44,9 @@ def _run_points(record: dict) -> dict[int, dict]:
     final = images_seen(record["budget"])
     pp = postprocessed_record(record)
     curve = (record.get("extra") or {}).get(LEARNING_CURVE_EVALUATION) or {}
-    points = {final: {"train_seconds": curve.get("final_train_seconds"),
+    # nnU-Net's epoch times, the clock of the points inside the run (its log for runs recorded without them)
+    seconds = curve.get("final_train_seconds") or logged_epoch_seconds(record.get("run_dir", ""))
+    points = {final: {"train_seconds": seconds,
                       "raw": (record["evaluation_dir"], record["summary"]),
                       "pp": (pp["evaluation_dir"], pp["summary"]) if pp else None}}
     for entry in (curve.get("points") or {}).values():

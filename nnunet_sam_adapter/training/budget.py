@@ -112,3 +112,14 @@ def images_seen(budget: dict | None) -> int | None:
     if not budget or not budget.get("batch_size"):
         return None
     return int(budget["epochs"]) * int(budget["iterations"]) * int(budget["batch_size"])
+
+
+def logged_epoch_seconds(run_dir) -> float | None:
+    """nnU-Net's 'Epoch time: X s' lines of the training logs in a run folder, summed (None: none found): the
+    training seconds of a run on nnU-Net's own clock (training + its online pseudo-Dice batches per epoch)."""
+    import re
+    from pathlib import Path
+
+    times = [float(t) for log in sorted(Path(run_dir).glob("training_log_*.txt"))
+             for t in re.findall(r"Epoch time: ([\d.]+) s", log.read_text(errors="replace"))]
+    return sum(times) if times else None
