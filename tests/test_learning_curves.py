@@ -106,3 +106,15 @@ def test_learning_curve_tables_pool_seeds_and_points(curve_run):
     page = (out / "learning_curves" / "learning_curves.md").read_text()
     assert "± " in page and "pseudo Dice > 0.1" in page
     assert (out / "learning_curves" / "learning_curves.png").stat().st_size > 0
+
+
+def test_a_failing_learning_curve_report_exits_non_zero_with_one_line(monkeypatch, capsys):
+    """run_benchmark caught the report's error after the runs (pipeline.py): the command names it, exits 1."""
+    import nnunet_sam_adapter.benchmark.pipeline as pipeline
+    from nnunet_sam_adapter.cli import benchmark as cli
+
+    monkeypatch.setattr(pipeline, "run_benchmark", lambda settings: {
+        "failed": {}, "tables": {}, "report_errors": {"learning_curves": "ValueError: broken figure"}})
+    args = cli.build_parser().parse_args(["-d", "1", "--seeds", "2", "-device", "cpu"])
+    assert cli._benchmark(args, ["ours"], 0, None, None) == 1
+    assert "learning curves not written (ValueError: broken figure)" in capsys.readouterr().err

@@ -110,8 +110,12 @@ def run_benchmark(settings: BenchmarkSettings) -> dict:
         from nnunet_sam_adapter.reporting.learning_curves import write_learning_curves
 
         finished_per_seed = [collect_runs(seed_layout, methods, fold_list)[0] for seed_layout in seed_layouts]
-        results["learning_curves"] = write_learning_curves(finished_per_seed, methods, fold_list, context,
-                                                           layout.root / "learning_curves")
+        try:  # a failing report never costs the finished runs (their records and tables are written)
+            results["learning_curves"] = write_learning_curves(finished_per_seed, methods, fold_list, context,
+                                                               layout.root / "learning_curves")
+        except Exception as error:  # noqa: BLE001
+            results.setdefault("report_errors", {})["learning_curves"] = f"{type(error).__name__}: {error}"
+            print(f"learning curves not written: {type(error).__name__}: {error}")
     return results
 
 

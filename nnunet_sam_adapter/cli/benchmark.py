@@ -217,12 +217,16 @@ def _benchmark(args, methods, fold: int, budget, options) -> int:
         print("Learning curves / seeds:", *results["learning_curves"].values(), sep="\n  ")
     if args.missing_modalities:
         _missing_modalities(args, methods, fold, results)
+    curve_error = (results.get("report_errors") or {}).get("learning_curves")
+    if curve_error:
+        print(f"{PROG}: error: learning curves not written ({curve_error}); the runs and tables are kept: run "
+              f"again with --aggregate-only", file=sys.stderr)
     if results["failed"]:
         lines = "; ".join(f"{name}: {why}" for name, why in results["failed"].items())
         print(f"{PROG}: error: {len(results['failed'])} run(s) failed ({lines}); the tables hold the others",
               file=sys.stderr)
         return 1
-    return 0
+    return 1 if curve_error else 0
 
 
 def _missing_modalities(args, methods, fold: int, results: dict) -> None:
