@@ -172,7 +172,7 @@ def _attach_curve_checkpoints(trainer, points: tuple, run_dir: Path) -> None:
     def on_epoch_end_with_curve():
         on_epoch_end()
         epoch = int(trainer.current_epoch) - 1  # nnU-Net counted the finished epoch
-        if epoch not in wanted:
+        if epoch not in wanted or getattr(trainer, "local_rank", 0) != 0:  # DDP: rank 0 saves, as nnU-Net does
             return
         images = wanted[epoch]
         target = curve_checkpoint(run_dir, images) if images < total else run_dir / "checkpoint_final.pth"
