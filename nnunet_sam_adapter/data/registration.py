@@ -368,3 +368,14 @@ def compose(outer: sitk.Transform, inner: sitk.Transform) -> sitk.VersorRigid3DT
     composed.SetMatrix(matrix.ravel().tolist())
     composed.SetTranslation(outer.TransformPoint(inner.TransformPoint((0.0, 0.0, 0.0))))
     return composed
+
+
+def random_rigid_transform(rng, centre, degrees=(6.0, 10.0), shift_mm=(5.0, 8.0)) -> sitk.VersorRigid3DTransform:
+    """A known misalignment for accuracy checks: rotation of uniform(*degrees) about a random axis through
+    `centre` and a shift of uniform(*shift_mm) mm in a random direction (draws: axis, direction, angle, shift)."""
+    axis, direction = rng.normal(size=3), rng.normal(size=3)
+    transform = sitk.VersorRigid3DTransform()
+    transform.SetCenter(list(map(float, centre)))
+    transform.SetRotation((axis / np.linalg.norm(axis)).tolist(), float(np.deg2rad(rng.uniform(*degrees))))
+    transform.SetTranslation((direction / np.linalg.norm(direction) * rng.uniform(*shift_mm)).tolist())
+    return transform
