@@ -180,6 +180,8 @@ def test_reuse_rules():
     started = {"budget": {"epochs": 2, "iterations": 4}}
     assert decide(RunOnDisk(False, None, None, True, started, has_latest=True), budget).action == "resume"
     assert decide(RunOnDisk(False, None, None, True, started, has_latest=False), budget).action == "train"
+    assert decide(RunOnDisk(False, None, None, True, started, has_latest=True, latest_complete=False),
+                  budget).action == "train"                          # truncated checkpoint_latest.pth
     assert decide(RunOnDisk(False, None, None, True, None, has_latest=True), budget).action == "refuse"
     assert decide(RunOnDisk(False, None, None, True, None, has_latest=True), budget, retrain=True).action == "train"
 
@@ -235,3 +237,33 @@ def test_reuse_compares_the_plans_of_the_runs_configuration_only():
     other_global = {**trained, "plans_name": "other"}
     assert plans_of_configuration(trained, "2d") != plans_of_configuration(other_global, "2d")
     assert plans_of_configuration(None, "2d") is None
+
+
+def test_truncated_checkpoint_is_seen_and_checkpoints_are_written_whole(tmp_path):
+    """A job stopped while nnU-Net wrote checkpoint_latest.pth (CI: EOFError after a requeue) leaves a stub:
+    the run starts again instead of failing, and the benchmark's trainers write checkpoints atomically."""
+    import torch
+
+    from nnunet_sam_adapter.benchmark.reuse import checkpoint_is_complete
+    from nnunet_sam_adapter.benchmark.runner import _write_checkpoints_atomically
+
+    whole = tmp_path / "checkpoint_latest.pth"
+    torch.save({"network_weights": {"w": torch.zeros(64, 64)}, "current_epoch": 3}, whole)
+    assert checkpoint_is_complete(whole)
+    stub = tmp_path / "stub.pth"
+    stub.write_bytes(whole.read_bytes()[: whole.stat().st_size // 2])
+    assert not checkpoint_is_complete(stub) and not checkpoint_is_complete(tmp_path / "absent.pth")
+
+    class Trainer:  # nnU-Net's save_checkpoint writes in place; this one is killed halfway
+        local_rank = 0
+
+        def save_checkpoint(self, filename):
+            Path(filename).write_bytes(b"PK\x03\x04 half")
+            raise KeyboardInterrupt
+
+    trainer = Trainer()
+    _write_checkpoints_atomically(trainer)
+    before = whole.read_bytes()
+    with pytest.raises(KeyboardInterrupt):
+        trainer.save_checkpoint(str(whole))
+    assert whole.read_bytes() == before and checkpoint_is_complete(whole)

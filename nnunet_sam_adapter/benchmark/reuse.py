@@ -30,6 +30,7 @@ class RunOnDisk:
     same_plans: bool              # nnU-Net's plans.json of the run folder = the current plans (its configuration)
     started: dict | None = None   # our training marker: {"budget": {...}} of a training in progress
     has_latest: bool = False      # checkpoint_latest.pth
+    latest_complete: bool = True  # it is a whole torch.save file (a job killed while nnU-Net wrote it leaves a stub)
 
 
 @dataclass(frozen=True)
@@ -56,6 +57,9 @@ def decide(run: RunOnDisk, budget: Budget, retrain: bool = False) -> Decision:
         return Decision("train", "finished with other plans or another budget")
     if run.started is not None:
         same_budget = budget.matches(run.started.get("budget"))
+        if run.has_latest and not run.latest_complete:
+            return Decision("train", "unfinished benchmark run whose checkpoint_latest.pth is truncated "
+                                     "(the job stopped while it was written): starts again")
         if run.has_latest and same_budget and run.same_plans:
             return Decision("resume", "unfinished benchmark run: continues from checkpoint_latest.pth")
         return Decision("train", "unfinished benchmark run with another budget or plans, or no checkpoint yet")
@@ -63,3 +67,14 @@ def decide(run: RunOnDisk, budget: Budget, retrain: bool = False) -> Decision:
         return Decision("refuse", "holds an unfinished run not started by the benchmark: finish it with "
                                   "nnUNetv2_train ... --c, or pass --retrain to overwrite it")
     return Decision("train", "no run yet")
+
+
+def checkpoint_is_complete(path) -> bool:
+    """Whether `path` is a whole torch.save file: torch's zip format ends with the zip's central directory,
+    which a write cut short lacks (cheap: the tensors are not read)."""
+    import zipfile
+
+    try:
+        return zipfile.is_zipfile(path)
+    except OSError:
+        return False

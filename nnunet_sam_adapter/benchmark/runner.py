@@ -29,7 +29,7 @@ from tqdm import tqdm
 
 from nnunet_sam_adapter.training.budget import Budget, trainer_budget
 from nnunet_sam_adapter.benchmark.layout import BenchmarkError, OutputLayout, load_plans, nnunet_run_dir, trainer_class
-from nnunet_sam_adapter.benchmark.reuse import RUN_RECORD, TRAINING_MARKER, RunOnDisk, decide
+from nnunet_sam_adapter.benchmark.reuse import RUN_RECORD, TRAINING_MARKER, RunOnDisk, checkpoint_is_complete, decide
 from nnunet_sam_adapter.atomic_io import atomic_write_json
 from nnunet_sam_adapter.methods import METHODS, SAM_3D_CONFIGURATION, Method
 from nnunet_sam_adapter.paths import load_json, nnunet_dirs, validation_cases
@@ -118,10 +118,12 @@ def plans_of_configuration(plans: dict | None, configuration: str) -> dict | Non
 def _run_on_disk(run_dir: Path, plans: dict, configuration: str) -> RunOnDisk:
     record = load_json(run_dir / RUN_RECORD)
     finished = (run_dir / "checkpoint_final.pth").is_file()
+    latest = run_dir / "checkpoint_latest.pth"
     trained_with = plans_of_configuration(load_json(run_dir.parent / "plans.json"), configuration)  # nnU-Net's copy
     return RunOnDisk(finished=finished, record=record, found_budget=_found_budget(run_dir, record) if finished else None,
                      same_plans=trained_with is not None and trained_with == plans_of_configuration(plans, configuration),
-                     started=load_json(run_dir / TRAINING_MARKER), has_latest=(run_dir / "checkpoint_latest.pth").is_file())
+                     started=load_json(run_dir / TRAINING_MARKER), has_latest=latest.is_file(),
+                     latest_complete=checkpoint_is_complete(latest))
 
 
 def _validation_complete(run_dir: Path, cases: list[str], file_ending: str, record: dict | None,
@@ -177,17 +179,32 @@ def _attach_curve_checkpoints(trainer, points: tuple, run_dir: Path) -> None:
         images = wanted[epoch]
         target = curve_checkpoint(run_dir, images) if images < total else run_dir / "checkpoint_final.pth"
         if images < total:
-            partial = target.with_name(f".{target.name}.partial")
-            trainer.save_checkpoint(str(partial))
-            if not partial.is_file():  # nnU-Net's checkpointing is disabled
+            trainer.save_checkpoint(str(target))  # atomic (`_write_checkpoints_atomically`)
+            if not target.is_file():  # nnU-Net's checkpointing is disabled
                 return
-            os.replace(partial, target)
         saved = load_json(run_dir / CURVE_POINTS) or {}
         saved[str(images)] = {"images": (epoch + 1) * per_epoch, "epochs": epoch + 1,
                               "train_seconds": nnunet_epoch_seconds(trainer, epoch), "checkpoint": target.name}
         atomic_write_json(run_dir / CURVE_POINTS, saved)
 
     trainer.on_epoch_end = on_epoch_end_with_curve
+
+
+def _write_checkpoints_atomically(trainer) -> None:
+    """nnU-Net's save_checkpoint writes its file in place; a job preempted or requeued during the write left a
+    truncated checkpoint_latest.pth that the resumed job could not load (EOFError). Each checkpoint is now
+    written beside its name and renamed over it when whole (the hook is wrapped on this instance only)."""
+    save_checkpoint = trainer.save_checkpoint
+
+    def save_checkpoint_atomically(filename: str) -> None:
+        target = Path(filename)
+        partial = target.with_name(f".{target.name}.partial")
+        save_checkpoint(str(partial))
+        # nnU-Net writes on DDP rank 0 only; another rank must not rename rank 0's file while it is written
+        if getattr(trainer, "local_rank", 0) == 0 and partial.is_file():  # absent with checkpointing disabled
+            os.replace(partial, target)
+
+    trainer.save_checkpoint = save_checkpoint_atomically
 
 
 def _attach_epoch_bar(trainer, bar: tqdm) -> None:
@@ -217,6 +234,7 @@ def _train(trainer, spec: RunSpec, budget: Budget, run_dir: Path, resume: bool) 
     if spec.save_every:
         trainer.save_every = int(spec.save_every)
     resumed_from = None
+    _write_checkpoints_atomically(trainer)
     if resume:
         trainer.load_checkpoint(str(run_dir / "checkpoint_latest.pth"))  # nnUNetv2_train --c
         resumed_from = int(trainer.current_epoch)
@@ -307,7 +325,8 @@ def train_and_validate(spec: RunSpec, log_file: Path) -> MethodResult:
             status = "resumed" if resume else "trained"
             if not resume:
                 for stale in (RUN_RECORD, "checkpoint_final.pth", "checkpoint_latest.pth", CURVE_POINTS, PSEUDO_DICE,
-                              *(p.name for p in run_dir.glob("checkpoint_images_*.pth"))):
+                              *(p.name for p in run_dir.glob("checkpoint_images_*.pth")),
+                              *(p.name for p in run_dir.glob(".checkpoint_*.pth.partial"))):
                     (run_dir / stale).unlink(missing_ok=True)
                 for stale_folder in ("validation", "learning_curve"):
                     shutil.rmtree(run_dir / stale_folder, ignore_errors=True)
