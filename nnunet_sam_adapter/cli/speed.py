@@ -9,6 +9,8 @@ from nnunet_sam_adapter.model.backbones import BACKBONE_NAMES
 from nnunet_sam_adapter.speed.report import render_saved_report
 from nnunet_sam_adapter.speed.runner import run_speed_benchmark
 from nnunet_sam_adapter.speed.variants import SpeedSettings
+from nnunet_sam_adapter.speed.whole_volume import (WholeVolumeError, parse_row, run_whole_volume_benchmark,
+                                                    write_whole_volume_outputs)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -38,7 +40,26 @@ def main(argv: list[str] | None = None) -> None:
                         "(performance.json / performance_gpu.json) and re-render the page (docs/performance.md)")
     parser.add_argument("--from-json", default=None, metavar="SPEED_JSON",
                         help="do not measure: re-render the tables (and --docs) from a saved speed.json")
+    parser.add_argument("--whole-volume", nargs="+", default=None, metavar="METHOD:DATASET",
+                        help="instead of the throughput table: nnUNetv2_predict on one whole volume of each planned "
+                        "dataset (e.g. ours:601 ours_plus:601 nnunet_2d:601 nnunet_3d_fullres:601 ours:602), "
+                        "with untrained weights, nnU-Net's folders from the environment")
+    parser.add_argument("--case", default=None, help="--whole-volume: the case of imagesTr to predict (default: the first)")
+    parser.add_argument("--no-mirroring-run", action="store_true",
+                        help="--whole-volume: skip the runs with mirroring (test-time augmentation)")
+    parser.add_argument("--no-profile", action="store_true", help="--whole-volume: skip the time split")
     args = parser.parse_args(argv)
+    if args.whole_volume:
+        with one_line_errors(parser.prog, extra=(ValueError, WholeVolumeError)):
+            rows = [parse_row(text) for text in args.whole_volume]
+            report = run_whole_volume_benchmark(rows, args.output, args.case,
+                                                (False,) if args.no_mirroring_run else (False, True),
+                                                not args.no_profile)
+            write_whole_volume_outputs(report, args.output, args.docs)
+        print(open(f"{args.output}/whole_volume.md").read())
+        print(f"written: {args.output}/whole_volume.json, {args.output}/whole_volume.md"
+              + (f", {args.docs}" if args.docs else ""))
+        return
     with one_line_errors(parser.prog, extra=(ValueError,)):  # SpeedSettings refuses bad values with ValueError
         settings = SpeedSettings(
             backbone=args.backbone, input_size=args.input_size, batch_size=args.batch_size, slices=args.slices,
