@@ -1,17 +1,25 @@
 """BatchedTilePredictor (issue #21): the same sliding-window logits as nnU-Net's nnUNetPredictor with several
-tiles (and their mirrored copies) per forward.
+tiles (and their mirrored copies) per forward, and the `nnUNetv2_sam_predict` command's own option.
 
 Precision is pinned: the networks run in fp32 on the CPU (SAM's autocast off); the only rounding that can
 differ is nnU-Net's half-precision accumulation, hence the tolerance."""
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+from pathlib import Path
+
 import pytest
 import torch
+from nnunetv2.inference import predict_from_raw_data
 from nnunetv2.inference.predict_from_raw_data import nnUNetPredictor
 from nnunetv2.utilities.plans_handling.plans_handler import ConfigurationManager, PlansManager
 
-from nnunet_sam_adapter.inference.batched_predictor import BatchedTilePredictor
+from nnunet_sam_adapter.cli import predict as predict_cli
+from nnunet_sam_adapter.inference.batched_predictor import DEFAULT_TILES_PER_BATCH, BatchedTilePredictor
 
+ROOT = Path(__file__).resolve().parents[1]
 DATASET_JSON = {"labels": {"background": 0, "tumour": 1}, "channel_names": {"0": "T1", "1": "T2"},
                 "file_ending": ".nii.gz", "numTraining": 1}
 # (patch size, volume (C, Z, Y, X), mirror axes): 2d = 3 slices x 4 x 3 tiles = 36 tiles; 3d = 3 x 3 x 2 = 18
@@ -100,3 +108,64 @@ def test_our_sam_network_batched_equals_nnunets():
 def test_predictor_rejects_a_bad_tiles_per_batch(bad):
     with pytest.raises(ValueError, match="tiles_per_batch must be a whole number >= 1"):
         BatchedTilePredictor(device=torch.device("cpu"), tiles_per_batch=bad)
+
+
+# ---------------------------------------------------------------- nnUNetv2_sam_predict
+
+
+NNUNET_ARGS = ["-i", "in", "-o", "out", "-d", "Dataset001_Tiny", "-c", "2d", "-device", "cpu", "--disable_tta"]
+
+
+class Stop(Exception):
+    pass
+
+
+def run_command_until_initialization(argv, monkeypatch, tmp_path):
+    """main(argv) through nnU-Net's real predict_entry_point (its argparse and predictor construction), stopped
+    where it would load the model folder; returns the predictor it built."""
+    built = {}
+
+    def initialize(self, model_folder, use_folds, checkpoint_name="checkpoint_final.pth"):
+        built.update(predictor=self, argv=list(sys.argv))
+        raise Stop
+
+    monkeypatch.setattr(BatchedTilePredictor, "initialize_from_trained_model_folder", initialize)
+    monkeypatch.setattr(predict_from_raw_data, "get_output_folder", lambda *args, **kwargs: str(tmp_path / "model"))
+    monkeypatch.chdir(tmp_path)
+    threads = torch.get_num_threads()
+    try:
+        with pytest.raises(Stop):
+            predict_cli.main(argv)
+    finally:
+        torch.set_num_threads(threads)  # nnU-Net's entry point sets it for -device cpu
+    return built
+
+
+@pytest.mark.parametrize("option,expected", [([], DEFAULT_TILES_PER_BATCH), (["--tiles-per-batch", "4"], 4),
+                                             (["--tiles-per-batch=6"], 6)])
+def test_command_passes_tiles_per_batch_to_the_predictor(option, expected, monkeypatch, tmp_path):
+    built = run_command_until_initialization([*NNUNET_ARGS[:4], *option, *NNUNET_ARGS[4:]], monkeypatch, tmp_path)
+    predictor = built["predictor"]
+    assert isinstance(predictor, BatchedTilePredictor) and predictor.tiles_per_batch == expected
+    assert predictor.use_mirroring is False and predictor.device.type == "cpu"  # nnU-Net's own options arrived
+    assert built["argv"] == ["nnUNetv2_sam_predict", *NNUNET_ARGS]  # ours stripped before nnU-Net parsed
+    assert predict_from_raw_data.nnUNetPredictor is nnUNetPredictor  # substitution undone
+
+
+@pytest.mark.parametrize("value", ["0", "-1", "x"])
+def test_command_bad_tiles_per_batch_is_one_line(value, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        predict_cli.main([*NNUNET_ARGS, "--tiles-per-batch", value])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err.strip()
+    assert err == f"nnUNetv2_sam_predict: error: --tiles-per-batch expects a whole number >= 1, got {value!r}"
+    assert predict_from_raw_data.nnUNetPredictor is nnUNetPredictor
+
+
+def test_command_as_a_module_missing_value():
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
+    result = subprocess.run([sys.executable, "-m", "nnunet_sam_adapter.cli.predict", *NNUNET_ARGS, "--tiles-per-batch"],
+                            capture_output=True, text=True, env=env, cwd=ROOT)
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines() == [
+        "nnUNetv2_sam_predict: error: --tiles-per-batch expects a value (a whole number >= 1)"]
