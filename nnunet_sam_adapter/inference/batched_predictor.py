@@ -20,8 +20,9 @@ from nnunetv2.inference.sliding_window_prediction import compute_gaussian
 from nnunetv2.utilities.helpers import empty_cache
 from tqdm import tqdm
 
-# Measured on a 2-core CPU (scripts/batched_predictor_timing.py, docs/inference.md); not measured on a GPU.
-DEFAULT_TILES_PER_BATCH = 1
+# The fastest measured on a 2-core CPU (scripts/batched_predictor_timing.py, vit_b, 2026-12-03, another job
+# running: 1.66x without mirroring, 2.88x with; docs/inference.md); not measured on a GPU.
+DEFAULT_TILES_PER_BATCH = 8
 
 
 def check_tiles_per_batch(value) -> int:
