@@ -23,7 +23,7 @@ FLOORS = [
     ("ground", ("", "atomic_io", "paths", "data.images")),
     ("data and model", ("data", "model", "network")),
     ("method registry and planning", ("methods", "planning", "planners")),
-    ("training, evaluation, speed", ("training", "trainers", "evaluation", "speed")),
+    ("training, evaluation, speed", ("training", "trainers", "evaluation", "inference", "speed")),
     ("reporting", ("reporting",)),
     ("benchmark orchestration", ("benchmark",)),
     ("applications and commands", ("apps", "cli")),
