@@ -23,8 +23,11 @@ def _use_env(monkeypatch, env: dict) -> None:
 
 
 def test_rows_are_method_colon_dataset(capsys):
-    assert parse_row("ours:601").key == "ours@601"
-    for bad, said in (("ours", "METHOD:DATASET"), ("ours:", "METHOD:DATASET"), ("nope:601", "unknown method")):
+    assert parse_row("ours:601").key == "ours@601" and parse_row("ours:601").command == "nnUNetv2_predict"
+    batched = parse_row("ours:601:nnUNetv2_sam_predict")
+    assert batched.command == "nnUNetv2_sam_predict" and batched.key == "ours@601@nnUNetv2_sam_predict"
+    for bad, said in (("ours", "METHOD:DATASET"), ("ours:", "METHOD:DATASET"), ("nope:601", "unknown method"),
+                      ("ours:601:predict", "unknown command")):
         with pytest.raises(ValueError, match=said):
             parse_row(bad)
     assert "unknown method 'nope'" in fails(capsys, speed_main, "--whole-volume", "nope:601")

@@ -6,6 +6,7 @@ import argparse
 
 from nnunet_sam_adapter.cli.errors import one_line_errors
 from nnunet_sam_adapter.model.backbones import BACKBONE_NAMES
+from nnunet_sam_adapter.paths import load_json
 from nnunet_sam_adapter.speed.report import render_saved_report
 from nnunet_sam_adapter.speed.runner import run_speed_benchmark
 from nnunet_sam_adapter.speed.variants import SpeedSettings
@@ -42,19 +43,31 @@ def main(argv: list[str] | None = None) -> None:
                         help="do not measure: re-render the tables (and --docs) from a saved speed.json")
     parser.add_argument("--whole-volume", nargs="+", default=None, metavar="METHOD:DATASET",
                         help="instead of the throughput table: nnUNetv2_predict on one whole volume of each planned "
-                        "dataset (e.g. ours:601 ours_plus:601 nnunet_2d:601 nnunet_3d_fullres:601 ours:602), "
+                        "dataset (e.g. ours:601 ours_plus:601 nnunet_2d:601 nnunet_3d_fullres:601 ours:602; "
+                        "ours:601:nnUNetv2_sam_predict: with our batched-tile predictor), "
                         "with untrained weights, nnU-Net's folders from the environment")
     parser.add_argument("--case", default=None, help="--whole-volume: the case of imagesTr to predict (default: the first)")
     parser.add_argument("--no-mirroring-run", action="store_true",
                         help="--whole-volume: skip the runs with mirroring (test-time augmentation)")
     parser.add_argument("--no-profile", action="store_true", help="--whole-volume: skip the time split")
+    parser.add_argument("--append", action="store_true",
+                        help="--whole-volume: keep the other rows of OUTPUT/whole_volume.json (a row measured again "
+                        "replaces its old result)")
+    parser.add_argument("--note", action="append", default=[],
+                        help="--whole-volume: a sentence printed under the table (e.g. what else ran)")
     args = parser.parse_args(argv)
     if args.whole_volume:
         with one_line_errors(parser.prog, extra=(ValueError, WholeVolumeError)):
             rows = [parse_row(text) for text in args.whole_volume]
+            earlier = None
+            if args.append:
+                earlier = load_json(f"{args.output}/whole_volume.json")
+                if earlier is None:
+                    raise WholeVolumeError(f"--append: no readable {args.output}/whole_volume.json to add rows to")
             report = run_whole_volume_benchmark(rows, args.output, args.case,
                                                 (False,) if args.no_mirroring_run else (False, True),
-                                                not args.no_profile)
+                                                not args.no_profile, earlier=earlier)
+            report["notes"] = (earlier or {}).get("notes", []) + args.note
             write_whole_volume_outputs(report, args.output, args.docs)
         print(open(f"{args.output}/whole_volume.md").read())
         print(f"written: {args.output}/whole_volume.json, {args.output}/whole_volume.md"

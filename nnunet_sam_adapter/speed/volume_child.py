@@ -4,7 +4,8 @@ environment when it is imported, so each runs in a process started with them.
 `model`: a fold_0 model folder with untrained weights, written by the method's own trainer as nnU-Net's
 training writes it (checkpoint_final.pth, plans.json, dataset.json, dataset_fingerprint.json): prediction
 time does not depend on the weights.
-`profile`: nnU-Net's sequential predictor (`predict_from_files_sequential`, no worker processes) on the
+`profile`: nnU-Net's sequential predictor (`predict_from_files_sequential`, no worker processes; or our
+batched one, nnUNetv2_sam_predict's) on the
 input folder with timers around its steps: preprocessing, the network (encoder and decoder), the
 sliding-window bookkeeping around the network and the export. Prints one JSON line.
 """
@@ -23,14 +24,17 @@ def write_untrained_model(method_name: str, dataset: str) -> str:
     import torch
     from batchgenerators.utilities.file_and_folder_operations import save_json
 
-    from nnunet_sam_adapter.benchmark.layout import load_plans
-    from nnunet_sam_adapter.benchmark.runner import make_trainer
     from nnunet_sam_adapter.methods import METHODS
-    from nnunet_sam_adapter.paths import nnunet_dirs
+    from nnunet_sam_adapter.paths import load_json, nnunet_dirs
 
     method = METHODS[method_name]
     _, preprocessed, _ = nnunet_dirs(dataset)
-    trainer = make_trainer(method, load_plans(preprocessed, method), preprocessed, 0, torch.device("cpu"))
+    plans = load_json(preprocessed / f"{method.plans}.json")
+    if not plans or method.configuration not in plans.get("configurations", {}):
+        raise SystemExit(f"{preprocessed / (method.plans + '.json')}: no configuration {method.configuration} "
+                         f"(run nnUNetv2_sam_plan_and_preprocess -d {dataset} ... --stock {method.configuration})")
+    trainer = method.trainer_class()(plans=plans, configuration=method.configuration, fold=0,
+                                     dataset_json=load_json(preprocessed / "dataset.json"), device=torch.device("cpu"))
     trainer.initialize()
     # nnU-Net sets the mirror axes the checkpoint hands to the predictor when its data loaders are built;
     # without this call the checkpoint would say "no mirroring" and nnUNetv2_predict would not mirror
@@ -71,12 +75,17 @@ def _timed_forward(module, totals: dict, key: str) -> None:
     module.register_forward_hook(after)
 
 
-def profile_prediction(model_folder: str, input_folder: str, output_folder: str, mirroring: bool) -> dict:
-    """Where nnU-Net's predictor spends the time of the cases in `input_folder` (seconds)."""
+def profile_prediction(model_folder: str, input_folder: str, output_folder: str, mirroring: bool,
+                       batched: bool = False) -> dict:
+    """Where nnU-Net's predictor (`batched`: our BatchedTilePredictor, nnUNetv2_sam_predict's) spends the time
+    of the cases in `input_folder` (seconds)."""
     import torch
     from nnunetv2.inference import predict_from_raw_data as nnunet_predict
 
-    predictor = nnunet_predict.nnUNetPredictor(tile_step_size=0.5, use_gaussian=True, use_mirroring=mirroring,
+    from nnunet_sam_adapter.inference.batched_predictor import BatchedTilePredictor
+
+    predictor_class = BatchedTilePredictor if batched else nnunet_predict.nnUNetPredictor
+    predictor = predictor_class(tile_step_size=0.5, use_gaussian=True, use_mirroring=mirroring,
                                                perform_everything_on_device=False, device=torch.device("cpu"),
                                                verbose=False, allow_tqdm=False)
     predictor.initialize_from_trained_model_folder(model_folder, (0,), "checkpoint_final.pth")
@@ -124,9 +133,11 @@ def main(argv: list[str]) -> None:
     if argv[0] == "model":
         print(json.dumps({"model_folder": write_untrained_model(argv[1], argv[2])}))
     elif argv[0] == "profile":
-        print(json.dumps(profile_prediction(argv[1], argv[2], argv[3], argv[4] == "mirroring")))
+        print(json.dumps(profile_prediction(argv[1], argv[2], argv[3], argv[4] == "mirroring",
+                                            len(argv) > 5 and argv[5] == "batched")))
     else:
-        raise SystemExit(f"unknown step {argv[0]!r}: model METHOD DATASET | profile MODEL INPUT OUTPUT MIRRORING")
+        raise SystemExit(f"unknown step {argv[0]!r}: model METHOD DATASET | profile MODEL INPUT OUTPUT MIRRORING "
+                         f"[nnunet|batched]")
 
 
 if __name__ == "__main__":

@@ -10,6 +10,7 @@ encoder, decoder, sliding window, export (`volume_child.profile_prediction`).
 
 from __future__ import annotations
 
+import datetime
 import json
 import os
 import shutil
@@ -22,6 +23,7 @@ from pathlib import Path
 from nnunet_sam_adapter.atomic_io import atomic_write_json, atomic_write_text
 from nnunet_sam_adapter.methods import METHODS
 from nnunet_sam_adapter.paths import load_json, trainer_dir
+from nnunet_sam_adapter.speed.measurement import load_average
 
 # a child's wall time and the peak RSS of its largest descendant (ru_maxrss is in KiB on Linux)
 _TIMED_CHILD = ("import json, resource, subprocess, sys, time; start = time.perf_counter(); "
@@ -34,24 +36,33 @@ class WholeVolumeError(RuntimeError):
     """A row could not be measured; the message names the row and the log."""
 
 
+PREDICT_COMMANDS = ("nnUNetv2_predict", "nnUNetv2_sam_predict")  # nnU-Net's; ours with batched tiles
+
+
 @dataclass(frozen=True)
 class VolumeRow:
     method: str
     dataset: str
+    command: str = "nnUNetv2_predict"
 
     @property
     def key(self) -> str:
-        return f"{self.method}@{self.dataset}"
+        return f"{self.method}@{self.dataset}" + ("" if self.command == "nnUNetv2_predict" else f"@{self.command}")
 
 
 def parse_row(text: str) -> VolumeRow:
-    """`METHOD:DATASET` -> VolumeRow; an unknown method is refused with the known ones."""
-    method, sep, dataset = text.partition(":")
-    if not sep or not dataset.strip():
-        raise ValueError(f"row {text!r}: expected METHOD:DATASET, e.g. ours:601")
+    """`METHOD:DATASET[:COMMAND]` -> VolumeRow (COMMAND: nnUNetv2_predict, the default, or nnUNetv2_sam_predict);
+    an unknown method or command is refused with the known ones."""
+    method, _, rest = text.partition(":")
+    dataset, _, command = rest.partition(":")
+    if not dataset.strip():
+        raise ValueError(f"row {text!r}: expected METHOD:DATASET[:COMMAND], e.g. ours:601")
     if method not in METHODS:
         raise ValueError(f"row {text!r}: unknown method {method!r} (known: {', '.join(sorted(METHODS))})")
-    return VolumeRow(method, dataset.strip())
+    command = command.strip() or "nnUNetv2_predict"
+    if command not in PREDICT_COMMANDS:
+        raise ValueError(f"row {text!r}: unknown command {command!r} (known: {', '.join(PREDICT_COMMANDS)})")
+    return VolumeRow(method, dataset.strip(), command)
 
 
 def _run_logged(argv: list[str], env: dict, log: Path) -> str:
@@ -109,10 +120,12 @@ def measure_row(row: VolumeRow, env: dict, work_dir: Path, case: str | None, mir
                                     row.method, row.dataset], env, logs / "model.log"))["model_folder"]
     configuration = load_json(Path(model) / "plans.json")["configurations"][method.configuration]
     result = {"row": row.key, "method": row.method, "label": method.label, "dataset": row.dataset,
+              "command": row.command, "date": datetime.datetime.now().astimezone().isoformat(timespec="seconds"),
+              "load_average_at_start": load_average(),
               "configuration": method.configuration, "trainer": method.trainer_name, "plans": method.plans,
               "backbone": configuration.get("sam", {}).get("backbone"), "case": case, "image_size_xyz": list(shape),
               "patch_size": configuration["patch_size"]}
-    predict = shutil.which("nnUNetv2_predict", path=str(Path(sys.executable).parent) + os.pathsep + env["PATH"])
+    predict = shutil.which(row.command, path=str(Path(sys.executable).parent) + os.pathsep + env["PATH"])
     for mirroring in mirroring_modes:
         tag = "mirroring" if mirroring else "no_mirroring"
         out = work_dir / "predictions" / row.key.replace("@", "_") / tag
@@ -120,10 +133,10 @@ def measure_row(row: VolumeRow, env: dict, work_dir: Path, case: str | None, mir
         argv = [predict, "-i", str(folder), "-o", str(out), "-d", row.dataset, "-c", method.configuration,
                 "-tr", method.trainer_name, "-p", method.plans, "-f", "0", "-device", "cpu", "-npp", "1", "-nps", "1",
                 "--disable_progress_bar", *([] if mirroring else ["--disable_tta"])]
-        progress(f"  nnUNetv2_predict {row.key} ({tag}) ...")
+        progress(f"  {row.command} {row.key} ({tag}) ...")
         timed = _last_json(_run_logged([sys.executable, "-c", _TIMED_CHILD, *argv], env, logs / f"predict_{tag}.log"))
         if timed["code"] != 0 or not list(out.glob(f"{case}*")):
-            raise WholeVolumeError(f"row {row.key}: nnUNetv2_predict ({tag}) failed (exit {timed['code']}); "
+            raise WholeVolumeError(f"row {row.key}: {row.command} ({tag}) failed (exit {timed['code']}); "
                                    f"log {logs / f'predict_{tag}.log'}")
         result[tag] = {"wall_s": timed["wall_s"], "peak_mb": timed["peak_mb"]}
         progress(f"    {timed['wall_s']:.1f} s, peak {timed['peak_mb']:.0f} MB")
@@ -132,17 +145,20 @@ def measure_row(row: VolumeRow, env: dict, work_dir: Path, case: str | None, mir
         shutil.rmtree(out, ignore_errors=True)
         result["profile"] = _last_json(_run_logged(
             [sys.executable, "-m", "nnunet_sam_adapter.speed.volume_child", "profile", model, str(folder), str(out),
-             "no_mirroring"], env, logs / "profile.log"))
+             "no_mirroring", "batched" if row.command == "nnUNetv2_sam_predict" else "nnunet"], env,
+            logs / "profile.log"))
+    result["load_average_at_end"] = load_average()
     return result
 
 
 def run_whole_volume_benchmark(rows: list[VolumeRow], work_dir: str | os.PathLike, case: str | None = None,
                                mirroring_modes: tuple[bool, ...] = (False, True), profile: bool = True,
-                               progress=print) -> dict:
-    """Every row measured (nnU-Net's folders from the environment, our trainers findable) -> the report."""
+                               progress=print, earlier: dict | None = None) -> dict:
+    """Every row measured (nnU-Net's folders from the environment, our trainers findable) -> the report;
+    `earlier`: a saved report whose other rows are kept (a row measured again replaces its old result)."""
     import torch
 
-    from nnunet_sam_adapter.speed.measurement import describe_environment, load_average
+    from nnunet_sam_adapter.speed.measurement import describe_environment
     from nnunet_sam_adapter.speed.variants import SpeedSettings
 
     env = dict(os.environ)
@@ -158,8 +174,12 @@ def run_whole_volume_benchmark(rows: list[VolumeRow], work_dir: str | os.PathLik
         progress(f"[{i}/{len(rows)}] {row.key} ({METHODS[row.method].label})")
         results.append(measure_row(row, env, work_dir, case, mirroring_modes, profile, progress))
     environment["load_average_at_end"] = load_average()
-    return {"environment": environment, "rows": results, "reference": _reference(results),
-            "total_wall_s": time.perf_counter() - start}
+    total = time.perf_counter() - start
+    if earlier:
+        measured = {r["row"] for r in results}
+        results = [r for r in earlier["rows"] if r["row"] not in measured] + results
+        environment, total = earlier["environment"], earlier["total_wall_s"] + total
+    return {"environment": environment, "rows": results, "reference": _reference(results), "total_wall_s": total}
 
 
 def _reference(results: list[dict]) -> str | None:
@@ -169,6 +189,11 @@ def _reference(results: list[dict]) -> str | None:
 
 def _seconds(value) -> str:
     return "" if value is None else f"{value:.1f}"
+
+
+def _row_label(row: dict) -> str:
+    command = row.get("command", "nnUNetv2_predict")
+    return row["label"] + ("" if command == "nnUNetv2_predict" else f", `{command}`")
 
 
 def whole_volume_markdown(report: dict) -> str:
@@ -191,7 +216,7 @@ def whole_volume_markdown(report: dict) -> str:
             cells += [_seconds(m["wall_s"]) if m else "not run", ratio, f"{m['peak_mb']:.0f}" if m else ""]
         plans = f"{r['plans']}" + (f" ({r['backbone']})" if r.get("backbone") else "")
         patch = "x".join(map(str, r["patch_size"]))
-        lines.append(f"| {r['label']} | {plans} | {r['configuration']}, {patch} | " + " | ".join(cells) + " |")
+        lines.append(f"| {_row_label(r)} | {plans} | {r['configuration']}, {patch} | " + " | ".join(cells) + " |")
     profiled = [r for r in rows if r.get("profile")]
     if profiled:
         lines += ["", "Where the time goes (nnU-Net's sequential predictor in-process, no mirroring; seconds):", "",
@@ -199,9 +224,16 @@ def whole_volume_markdown(report: dict) -> str:
                   "network forwards |", "|---|---:|---:|---:|---:|---:|---:|---:|"]
         for r in profiled:
             p = r["profile"]
-            lines.append(f"| {r['label']} ({r['row']}) | {_seconds(p['total_s'])} | {_seconds(p['preprocessing_s'])} | "
+            lines.append(f"| {_row_label(r)} | {_seconds(p['total_s'])} | {_seconds(p['preprocessing_s'])} | "
                          f"{_seconds(p['encoder_s'])} | {_seconds(p['decoder_s'])} | "
                          f"{_seconds(p['sliding_window_s'])} | {_seconds(p['export_s'])} | {p['network_forwards']} |")
+    loads = [(r["row"], r.get("load_average_at_start"), r.get("load_average_at_end")) for r in rows
+             if r.get("load_average_at_start")]
+    if loads:
+        lines += ["", "1-minute load average at the start / end of each row (2 idle cores: about 0 at the start): "
+                  + "; ".join(f"{key} {start[0]:.1f} / {end[0]:.1f}" for key, start, end in loads if end) + "."]
+    for note in report.get("notes", []):
+        lines += ["", f"Note: {note}"]
     return "\n".join(lines) + "\n"
 
 
