@@ -33,6 +33,7 @@ def write_untrained_model(method_name: str, dataset: str) -> str:
     if not plans or method.configuration not in plans.get("configurations", {}):
         raise SystemExit(f"{preprocessed / (method.plans + '.json')}: no configuration {method.configuration} "
                          f"(run nnUNetv2_sam_plan_and_preprocess -d {dataset} ... --stock {method.configuration})")
+    plans = {**plans, "continue_training": False}  # nnU-Net's trainer pops this key (as benchmark.runner passes it)
     trainer = method.trainer_class()(plans=plans, configuration=method.configuration, fold=0,
                                      dataset_json=load_json(preprocessed / "dataset.json"), device=torch.device("cpu"))
     trainer.initialize()

@@ -224,7 +224,8 @@ def whole_volume_markdown(report: dict) -> str:
                   "network forwards |", "|---|---:|---:|---:|---:|---:|---:|---:|"]
         for r in profiled:
             p = r["profile"]
-            lines.append(f"| {_row_label(r)} | {_seconds(p['total_s'])} | {_seconds(p['preprocessing_s'])} | "
+            backbone = f" ({r['backbone']})" if r.get("backbone") else ""
+            lines.append(f"| {_row_label(r)}{backbone} | {_seconds(p['total_s'])} | {_seconds(p['preprocessing_s'])} | "
                          f"{_seconds(p['encoder_s'])} | {_seconds(p['decoder_s'])} | "
                          f"{_seconds(p['sliding_window_s'])} | {_seconds(p['export_s'])} | {p['network_forwards']} |")
     loads = [(r["row"], r.get("load_average_at_start"), r.get("load_average_at_end")) for r in rows
