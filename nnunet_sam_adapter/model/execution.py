@@ -11,11 +11,12 @@ The network resolves them for the device its parameters are on when it is built 
 `.to()` / `.cuda()` (never inside `forward`, so a compiled forward never sees a module change).
 When a plan has none of these keys, 'auto' is what it gets:
 
-    CPU   SAM attention (on 2 CPU cores SDPA trained 0.86x as fast under bf16, docs/performance.md);
+    CPU   SAM attention (on 2 CPU cores SDPA trained 0.68x as fast under bf16, docs/performance.md);
           bf16 autocast only where the CPU has native bf16 instructions (AVX512-BF16 or AMX), fp32
-          elsewhere (emulated bf16 is slower than fp32); no compile (minutes of compile time per
-          shape on a few cores, and nnU-Net itself disables torch.compile on CPU); two passes
-          (trained 1.10x as fast as the batched call on 2 CPU cores, docs/performance.md).
+          elsewhere (emulated bf16 is slower than fp32); no compile (measured on 2 cores with AMX:
+          1.00x training / 1.03x inference over eager bf16, not worth minutes of compile time per
+          shape, and nnU-Net itself disables torch.compile on CPU); two passes (trained 1.04x as fast
+          as the batched call on 2 CPU cores, docs/performance.md).
     CUDA  NOT MEASURED YET (`make gpu-check` measures it): SDPA (fused flash / memory-efficient
           kernels), batched streams (one kernel launch per block for both streams) and compile left
           to nnU-Net (`nnUNet_compile`, on by default on CUDA, so it is not compiled twice) are the
@@ -97,8 +98,8 @@ def cpu_capability() -> dict:
 
 
 def resolve_attention(mode: str, device: torch.device) -> str:
-    """'auto' -> 'sdpa' on CUDA (not measured yet), 'sam' elsewhere: on 2 CPU cores SDPA trained
-    1.04x as fast in fp32 (noise) but 0.86x as fast under bf16 autocast, the CPU default
+    """'auto' -> 'sdpa' on CUDA (measured faster on an H200), 'sam' elsewhere: on 2 CPU cores SDPA
+    trained 0.89x as fast in fp32 and 0.68x as fast under bf16 autocast, the CPU default
     (docs/performance.md)."""
     if mode != "auto":
         return mode
@@ -125,8 +126,8 @@ def resolve_compile(mode: str, device: torch.device) -> bool:
 
 def resolve_batched_streams(mode, device: torch.device) -> bool:
     """'auto' -> True (one 2B batch per frozen block) on CUDA, where kernels tend to be launch-bound
-    (not measured yet); False (two passes) elsewhere: on 2 CPU cores two passes trained 1.10x as fast
-    as the batched call (docs/performance.md, 0.91x for batched / two passes)."""
+    (not measured yet); False (two passes) elsewhere: on 2 CPU cores two passes trained 1.04x as fast
+    as the batched call (docs/performance.md, 0.96x for batched / two passes)."""
     if mode != "auto":
         return bool(mode)
     return device.type == "cuda"
