@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -91,3 +92,22 @@ def test_page_and_ratios_from_a_saved_report():
     assert "| x | nnUNetSAMPlans (vit_b) | 2d, 256x256 | 30.0 | 1.50 | 3000 | not run |" in table
     assert "| nnU-Net 2d | nnUNetPlans | 2d, 256x256 | 20.0 | 1.00 | 1500 |" in table
     assert "Not run yet" in performance_page(None, None, None).split("## Whole-volume")[1]
+
+
+def test_a_failing_row_keeps_the_rows_measured_before_it(tmp_path, monkeypatch):
+    """A long run that fails on its 2nd row keeps the 1st in OUT/whole_volume.json (for --append)."""
+    from nnunet_sam_adapter.speed import whole_volume
+
+    for name in ("nnUNet_raw", "nnUNet_preprocessed", "nnUNet_results"):
+        monkeypatch.setenv(name, str(tmp_path / name))
+
+    def measure(row, *_args):
+        if row.method == "ours":
+            raise whole_volume.WholeVolumeError(f"row {row.key}: nnUNetv2_predict failed")
+        return {"row": row.key, "method": row.method}
+
+    monkeypatch.setattr(whole_volume, "measure_row", measure)
+    with pytest.raises(whole_volume.WholeVolumeError, match="kept in .*whole_volume.json"):
+        run_whole_volume_benchmark([parse_row("nnunet_2d:1"), parse_row("ours:1")], tmp_path, progress=lambda *_: None)
+    kept = json.loads((tmp_path / "whole_volume.json").read_text())
+    assert [r["row"] for r in kept["rows"]] == ["nnunet_2d@1"] and kept["reference"] == "nnunet_2d@1"

@@ -170,16 +170,26 @@ def run_whole_volume_benchmark(rows: list[VolumeRow], work_dir: str | os.PathLik
     start = time.perf_counter()
     environment = describe_environment(torch.device("cpu"), SpeedSettings())
     results = []
+
+    def report() -> dict:
+        measured = {r["row"] for r in results}
+        kept = [r for r in (earlier or {}).get("rows", []) if r["row"] not in measured]
+        return {"environment": (earlier or {}).get("environment", environment), "rows": kept + results,
+                "reference": _reference(kept + results),
+                "total_wall_s": (earlier or {}).get("total_wall_s", 0.0) + time.perf_counter() - start}
+
     for i, row in enumerate(rows, 1):
         progress(f"[{i}/{len(rows)}] {row.key} ({METHODS[row.method].label})")
-        results.append(measure_row(row, env, work_dir, case, mirroring_modes, profile, progress))
+        try:
+            results.append(measure_row(row, env, work_dir, case, mirroring_modes, profile, progress))
+        except WholeVolumeError as error:
+            if results:  # the rows measured so far are kept: a re-run with --append measures the rest
+                atomic_write_json(work_dir / "whole_volume.json", report())
+                raise WholeVolumeError(f"{error} (rows measured before it kept in {work_dir / 'whole_volume.json'}: "
+                                       f"add the others with --append)") from None
+            raise
     environment["load_average_at_end"] = load_average()
-    total = time.perf_counter() - start
-    if earlier:
-        measured = {r["row"] for r in results}
-        results = [r for r in earlier["rows"] if r["row"] not in measured] + results
-        environment, total = earlier["environment"], earlier["total_wall_s"] + total
-    return {"environment": environment, "rows": results, "reference": _reference(results), "total_wall_s": total}
+    return report()
 
 
 def _reference(results: list[dict]) -> str | None:
