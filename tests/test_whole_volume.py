@@ -111,3 +111,25 @@ def test_a_failing_row_keeps_the_rows_measured_before_it(tmp_path, monkeypatch):
         run_whole_volume_benchmark([parse_row("nnunet_2d:1"), parse_row("ours:1")], tmp_path, progress=lambda *_: None)
     kept = json.loads((tmp_path / "whole_volume.json").read_text())
     assert [r["row"] for r in kept["rows"]] == ["nnunet_2d@1"] and kept["reference"] == "nnunet_2d@1"
+
+
+def test_a_truncated_input_is_one_line_naming_the_file(tmp_path, monkeypatch, capsys):
+    """nnU-Net's reader predicts on a cut .nii.gz without a word; the timing refuses it before predicting."""
+    import numpy as np
+
+    for name in ("nnUNet_raw", "nnUNet_preprocessed", "nnUNet_results"):
+        (tmp_path / name).mkdir()
+        monkeypatch.setenv(name, str(tmp_path / name))
+    images = tmp_path / "nnUNet_raw" / "Dataset978_Cut" / "imagesTr"
+    images.mkdir(parents=True)
+    (images.parent / "dataset.json").write_text(json.dumps({
+        "channel_names": {"0": "T1", "1": "FLAIR"}, "labels": {"background": 0, "tumor": 1}, "numTraining": 1,
+        "file_ending": ".nii.gz"}))
+    rng = np.random.default_rng(0)
+    for channel in (0, 1):
+        sitk.WriteImage(sitk.GetImageFromArray(rng.random((12, 64, 48)).astype(np.float32)),
+                        str(images / f"case_{channel:04d}.nii.gz"))
+    flair = images / "case_0001.nii.gz"
+    flair.write_bytes(flair.read_bytes()[: flair.stat().st_size // 2])
+    line = fails(capsys, speed_main, "--whole-volume", "nnunet_2d:978", "-o", tmp_path / "out")
+    assert str(flair) in line and "truncated" in line

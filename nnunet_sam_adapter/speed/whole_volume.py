@@ -13,6 +13,7 @@ from __future__ import annotations
 import datetime
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -21,6 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from nnunet_sam_adapter.atomic_io import atomic_write_json, atomic_write_text
+from nnunet_sam_adapter.data.input_check import check_input_folder
 from nnunet_sam_adapter.methods import METHODS
 from nnunet_sam_adapter.paths import load_json, trainer_dir
 from nnunet_sam_adapter.speed.measurement import load_average
@@ -71,7 +73,9 @@ def _run_logged(argv: list[str], env: dict, log: Path) -> str:
         done = subprocess.run(argv, env=env, stdout=subprocess.PIPE, stderr=f, text=True)
         f.write(done.stdout)
     if done.returncode != 0:
-        tail = " | ".join(log.read_text(errors="replace").strip().splitlines()[-2:])[-300:]
+        lines = log.read_text(errors="replace").strip().splitlines()
+        errors = [line for line in lines if re.match(r"^[\w.]*(Error|Exception)\b", line)]  # the traceback's last line
+        tail = (errors[-1] if errors else " | ".join(lines[-2:]))[-300:]
         raise WholeVolumeError(f"{' '.join(map(str, argv[:4]))} ... failed (exit {done.returncode}); log {log}: {tail}")
     return done.stdout
 
@@ -106,6 +110,10 @@ def input_folder(dataset: str, case: str | None, env: dict, work_dir: Path) -> t
     for channel in sorted(dataset_json["channel_names"], key=int):
         source = raw / "imagesTr" / f"{case}_{int(channel):04d}{ending}"
         shutil.copyfile(source, folder / source.name)
+    # nnU-Net's reader predicts on a truncated file without a word (measured: a cut .nii.gz gave a "prediction")
+    _, problems = check_input_folder(folder, dataset_json)
+    if problems:
+        raise WholeVolumeError(f"dataset {name}: {str(problems[0]).replace(str(folder), str(raw / 'imagesTr'))}")
     shape = sitk.ReadImage(str(folder / f"{case}_0000{ending}")).GetSize()
     return folder, case, tuple(int(s) for s in shape)
 
