@@ -29,6 +29,7 @@ from tqdm import tqdm
 
 from nnunet_sam_adapter.training.budget import Budget, trainer_budget
 from nnunet_sam_adapter.benchmark.layout import BenchmarkError, OutputLayout, load_plans, nnunet_run_dir, trainer_class
+from nnunet_sam_adapter.training.trainer_factory import build_trainer
 from nnunet_sam_adapter.benchmark.reuse import RUN_RECORD, TRAINING_MARKER, RunOnDisk, checkpoint_is_complete, decide
 from nnunet_sam_adapter.atomic_io import atomic_write_json
 from nnunet_sam_adapter.methods import METHODS, SAM_3D_CONFIGURATION, Method
@@ -137,10 +138,7 @@ def _validation_complete(run_dir: Path, cases: list[str], file_ending: str, reco
 
 
 def make_trainer(method: Method, plans: dict, preprocessed: Path, fold: int, device, seed: int = 0):
-    dataset_json = load_json(preprocessed / "dataset.json")
-    plans = {**plans, "continue_training": False}  # nnU-Net's trainer pops this key
-    return trainer_class(method, seed)(plans=plans, configuration=method.configuration, fold=fold,
-                                       dataset_json=dataset_json, device=device)
+    return build_trainer(trainer_class(method, seed), plans, method.configuration, fold, preprocessed, device)
 
 
 PSEUDO_DICE = "pseudo_dice.json"  # nnU-Net's online pseudo Dice of every epoch (its logger's mean_fg_dice)

@@ -26,6 +26,7 @@ def write_untrained_model(method_name: str, dataset: str) -> str:
 
     from nnunet_sam_adapter.methods import METHODS
     from nnunet_sam_adapter.paths import load_json, nnunet_dirs
+    from nnunet_sam_adapter.training.trainer_factory import build_trainer
 
     method = METHODS[method_name]
     _, preprocessed, _ = nnunet_dirs(dataset)
@@ -33,9 +34,7 @@ def write_untrained_model(method_name: str, dataset: str) -> str:
     if not plans or method.configuration not in plans.get("configurations", {}):
         raise SystemExit(f"{preprocessed / (method.plans + '.json')}: no configuration {method.configuration} "
                          f"(run nnUNetv2_sam_plan_and_preprocess -d {dataset} ... --stock {method.configuration})")
-    plans = {**plans, "continue_training": False}  # nnU-Net's trainer pops this key (as benchmark.runner passes it)
-    trainer = method.trainer_class()(plans=plans, configuration=method.configuration, fold=0,
-                                     dataset_json=load_json(preprocessed / "dataset.json"), device=torch.device("cpu"))
+    trainer = build_trainer(method.trainer_class(), plans, method.configuration, 0, preprocessed, torch.device("cpu"))
     trainer.initialize()
     # nnU-Net sets the mirror axes the checkpoint hands to the predictor when its data loaders are built;
     # without this call the checkpoint would say "no mirroring" and nnUNetv2_predict would not mirror
