@@ -17,6 +17,7 @@ from nnunetv2.inference.predict_from_raw_data import nnUNetPredictor
 from nnunetv2.utilities.plans_handling.plans_handler import ConfigurationManager, PlansManager
 
 from nnunet_sam_adapter.cli import predict as predict_cli
+from nnunet_sam_adapter.inference import batched_predictor
 from nnunet_sam_adapter.inference.batched_predictor import DEFAULT_TILES_PER_BATCH, BatchedTilePredictor
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -102,6 +103,39 @@ def test_our_sam_network_batched_equals_nnunets():
     ours = make_predictor(BatchedTilePredictor, net, (32, 32), (0, 1), True, tiles_per_batch=3)
     assert_same_logits(ours.predict_sliding_window_return_logits(volume),
                        stock.predict_sliding_window_return_logits(volume))
+
+
+@pytest.mark.parametrize("producer_thread", [False, True], ids=["cpu-same-thread", "gpu-style-producer-thread"])
+def test_batches_made_in_this_thread_on_cpu_and_by_a_producer_elsewhere(producer_thread, monkeypatch):
+    """On a CPU no second thread runs torch ops (it slowed every forward 1.8x); the GPU path's producer thread
+    (forced here on the CPU) gives the same logits, and an error raised in it reaches the caller."""
+    started = []
+    real_thread = batched_predictor.Thread
+    monkeypatch.setattr(batched_predictor, "Thread", lambda *a, **k: started.append(1) or real_thread(*a, **k))
+    monkeypatch.setattr(batched_predictor, "batches_in_producer_thread", lambda device: producer_thread)
+    patch_size, shape, mirror_axes = CASES["2d"]
+    volume = torch.randn(shape, generator=torch.Generator().manual_seed(1))
+    stock = make_predictor(nnUNetPredictor, CountingNet(2), patch_size, mirror_axes, False)
+    ours = make_predictor(BatchedTilePredictor, CountingNet(2), patch_size, mirror_axes, False, tiles_per_batch=5)
+    assert_same_logits(ours.predict_sliding_window_return_logits(volume),
+                       stock.predict_sliding_window_return_logits(volume))
+    assert len(started) == int(producer_thread)
+
+
+def test_producer_thread_yields_in_order_and_passes_on_its_error():
+    assert list(batched_predictor._from_producer_thread(iter(range(7)))) == list(range(7))
+
+    def failing():
+        yield 1
+        raise OSError("tile 2 unreadable")
+
+    with pytest.raises(OSError, match="tile 2 unreadable"):
+        list(batched_predictor._from_producer_thread(failing()))
+
+
+def test_cpu_networks_get_no_producer_thread():
+    assert not batched_predictor.batches_in_producer_thread(torch.device("cpu"))
+    assert batched_predictor.batches_in_producer_thread(torch.device("cuda"))
 
 
 @pytest.mark.parametrize("bad", [0, -1, "x", 2.5])

@@ -11,6 +11,7 @@ the measured speed.
 from __future__ import annotations
 
 import itertools
+from collections.abc import Iterator
 from queue import Queue
 from threading import Thread
 
@@ -85,28 +86,26 @@ class BatchedTilePredictor(nnUNetPredictor):
         """data (C, *volume) -> logits (K, *volume) in torch.half on the results device.
 
         Mirrors nnU-Net's `nnUNetPredictor._internal_predict_sliding_window_return_logits` (nnunetv2 2.8.1). What
-        differs: the producer thread puts batches of up to `tiles_per_batch` tiles, (B, C, *patch) with their B
-        slicers, instead of single tiles; the batch's predictions are then Gaussian-weighted and added tile by
-        tile in nnU-Net's order, so the accumulation (half precision) is the same as nnU-Net's. A failure in
-        the producer is passed on to this thread (nnU-Net's would wait forever).
+        differs: tiles come in batches of up to `tiles_per_batch`, (B, C, *patch) with their B slicers, instead
+        of single tiles; the batch's predictions are then Gaussian-weighted and added tile by tile in nnU-Net's
+        order, so the accumulation (half precision) is the same as nnU-Net's.
 
-        The producer thread is kept: with the results arrays on the CPU (the out-of-memory fallback) and a GPU
-        network, it stacks and copies the next batch to the device while the network runs on this one; on a
-        CPU-only run it costs a thread and overlaps little.
+        Where the batches are made: on a GPU network, as nnU-Net does, in a producer thread (it stacks and copies
+        the next batch to the device while the network runs; a failure there is passed on to this thread, where
+        nnU-Net's would wait forever). On a CPU network, in this thread: once a second thread has run a torch op,
+        libgomp (torch's OpenMP) has more threads than cores and throttles the spin-wait between parallel
+        regions, and every forward of a SAM network (thousands of small ops) ran 1.8x slower on 2 cores
+        (vit_b, one tile per forward, measured 2026-12-03; docs/inference.md).
         """
         predicted_logits = n_predictions = prediction = gaussian = workon = None
         results_device = self.device if do_on_device else torch.device('cpu')
         tiles_per_batch = self.tiles_per_batch
 
-        def producer(d, slh, q):
-            try:
-                for start in range(0, len(slh), tiles_per_batch):
-                    batch_slicers = slh[start:start + tiles_per_batch]
-                    tiles = torch.stack([d[s] for s in batch_slicers]).contiguous()  # (B, C, *patch)
-                    q.put((tiles.to(self.device), batch_slicers))
-                q.put('end')
-            except BaseException as error:  # handed to the consumer, which raises it
-                q.put(error)
+        def batches(d, slh):
+            for start in range(0, len(slh), tiles_per_batch):
+                batch_slicers = slh[start:start + tiles_per_batch]
+                tiles = torch.stack([d[s] for s in batch_slicers]).contiguous()  # (B, C, *patch)
+                yield tiles.to(self.device), batch_slicers
 
         try:
             empty_cache(self.device)
@@ -114,9 +113,9 @@ class BatchedTilePredictor(nnUNetPredictor):
             if self.verbose:
                 print(f'move image to device {results_device}')
             data = data.to(results_device)
-            queue = Queue(maxsize=2)
-            t = Thread(target=producer, args=(data, slicers, queue), daemon=True)
-            t.start()
+            items = batches(data, slicers)
+            if batches_in_producer_thread(self.device):
+                items = _from_producer_thread(items)
 
             if self.verbose:
                 print(f'preallocating results arrays on device {results_device}')
@@ -134,23 +133,14 @@ class BatchedTilePredictor(nnUNetPredictor):
                 print(f'running prediction: {len(slicers)} steps in batches of {tiles_per_batch}')
 
             with tqdm(desc=None, total=len(slicers), disable=not self.allow_tqdm) as pbar:
-                while True:
-                    item = queue.get()
-                    if isinstance(item, BaseException):
-                        raise item
-                    if isinstance(item, str) and item == 'end':
-                        queue.task_done()
-                        break
-                    workon, batch_slicers = item
+                for workon, batch_slicers in items:
                     predictions = self._internal_maybe_mirror_and_predict(workon).to(results_device)
                     for prediction, sl in zip(predictions, batch_slicers):  # prediction (K, *patch)
                         if self.use_gaussian:
                             prediction *= gaussian
                         predicted_logits[sl] += prediction
                         n_predictions[sl[1:]] += gaussian
-                    queue.task_done()
                     pbar.update(len(batch_slicers))
-            t.join()
 
             torch.div(predicted_logits, n_predictions, out=predicted_logits)
             if torch.any(torch.isinf(predicted_logits)):
@@ -163,3 +153,35 @@ class BatchedTilePredictor(nnUNetPredictor):
             empty_cache(self.device)
             empty_cache(results_device)
             raise e
+
+
+def batches_in_producer_thread(device: torch.device) -> bool:
+    """Whether the tile batches for a network on `device` are made by a producer thread (not on a CPU: see
+    `BatchedTilePredictor._internal_predict_sliding_window_return_logits`)."""
+    return device.type != 'cpu'
+
+
+def _from_producer_thread(items: Iterator, maxsize: int = 2) -> Iterator:
+    """The items of `items`, made ahead by a daemon thread (nnU-Net's producer and queue of 2); an exception
+    raised there is raised here."""
+    queue = Queue(maxsize=maxsize)
+    end = object()
+
+    def producer():
+        try:
+            for item in items:
+                queue.put(item)
+            queue.put(end)
+        except BaseException as error:  # handed to the consumer, which raises it
+            queue.put(error)
+
+    thread = Thread(target=producer, daemon=True)
+    thread.start()
+    while True:
+        item = queue.get()
+        if isinstance(item, BaseException):
+            raise item
+        if item is end:
+            break
+        yield item
+    thread.join()
