@@ -6,10 +6,11 @@ import json
 
 import pytest
 import torch
-from segment_anything.modeling.image_encoder import Attention
+from segment_anything.modeling.image_encoder import Attention, Block
 
 from nnunet_sam_adapter.model import execution
 from nnunet_sam_adapter.model.attention import SDPAAttention, use_sdpa_attention
+from nnunet_sam_adapter.model.folded_attention import FoldedBlock, use_folded_blocks
 from nnunet_sam_adapter.model.network import SAMCrossModalNetwork, SAMSingleStreamNetwork
 
 
@@ -38,6 +39,56 @@ def test_sdpa_attention_equals_sam_attention_fp32(dim, heads, grid, batch):
         assert relative_error(g_got, g_expected) < 1e-4
     use_sdpa_attention(sdpa, False)  # back to SAM's own forward
     assert torch.equal(sdpa(x), expected)
+
+
+@pytest.mark.parametrize("dim, heads, window, grid, batch", [
+    (768, 12, 14, 16, 2),  # vit_b at 256: 16x16 grid in 14x14 windows (full, right, bottom, corner regions)
+    (768, 12, 0, 16, 1),  # vit_b's global blocks at 256
+    (64, 2, 4, 8, 2),  # grid a multiple of the window: no padding
+    (64, 4, 5, 7, 3),  # odd sizes
+])
+def test_folded_block_equals_sam_block_fp32(dim, heads, window, grid, batch):
+    """FoldedBlock (rel-pos folded into q.k, no padded queries) computes SAM's Block: outputs and gradients."""
+    torch.manual_seed(0)
+    sam = Block(dim, heads, qkv_bias=True, use_rel_pos=True, window_size=window,
+                input_size=(window, window) if window else (grid, grid))
+    with torch.no_grad():  # SAM zero-initialises rel_pos; a zero qkv bias would hide the padded keys
+        sam.attn.rel_pos_h.normal_(0, 0.5)
+        sam.attn.rel_pos_w.normal_(0, 0.5)
+        sam.attn.qkv.bias.normal_(0, 1.0)
+    folded = copy.deepcopy(sam)
+    use_folded_blocks(folded, True)
+    assert isinstance(folded, FoldedBlock) and folded.state_dict().keys() == sam.state_dict().keys()
+    x = torch.randn(batch, grid, grid, dim, requires_grad=True)
+    expected, got = sam(x), folded(x)
+    assert relative_error(got, expected) < 1e-5
+    upstream = torch.randn_like(expected)
+    params = lambda block: [block.attn.rel_pos_h, block.attn.rel_pos_w, block.attn.qkv.weight, block.attn.qkv.bias]
+    grads_expected = torch.autograd.grad(expected, [x, *params(sam)], upstream)
+    grads_got = torch.autograd.grad(got, [x, *params(folded)], upstream)
+    for g_got, g_expected in zip(grads_got, grads_expected):
+        assert relative_error(g_got, g_expected) < 1e-4
+    use_folded_blocks(folded, False)  # back to SAM's own forward
+    assert torch.equal(folded(x), expected)
+
+
+def test_network_folded_equals_sam_attention_under_bf16():
+    """The CPU default path: folded vs SAM attention under bf16 autocast differ by bf16 rounding only."""
+    torch.manual_seed(0)
+    net = SAMCrossModalNetwork(4, 3, "tiny", 96, adapter_depth=3, autocast="bf16", attention="sam").eval()
+    with torch.no_grad():
+        for name, p in net.named_parameters():
+            if "rel_pos" in name or "pos_embed" in name or "adapters" in name or "qkv.bias" in name:
+                p.normal_(0, 0.1)
+    x = torch.randn(2, 4, 96, 96)  # tiny: 6x6 grid in 4x4 windows (padded)
+    with torch.no_grad():
+        sam_out = net(x)
+        net.attention = "folded"
+        assert all(isinstance(m, FoldedBlock) and m.use_folded for m in net.sam.image_encoder.blocks)
+        folded_out = net(x)
+        net.autocast = "off"
+        fp32_out = net(x)
+    assert relative_error(folded_out, fp32_out) < 0.05 and relative_error(sam_out, fp32_out) < 0.05
 
 
 def test_network_sdpa_equals_sam_attention_outputs_and_grads():
@@ -70,7 +121,8 @@ def test_auto_resolution(monkeypatch):
     monkeypatch.delenv(execution.NATIVE_BF16_OVERRIDE_ENV, raising=False)  # the CPU flags decide here
     cpu, cuda, mps = torch.device("cpu"), torch.device("cuda"), torch.device("mps")
     assert execution.resolve_attention("auto", cuda) == "sdpa"
-    assert execution.resolve_attention("auto", cpu) == "sam" == execution.resolve_attention("auto", mps)
+    assert execution.resolve_attention("auto", cpu) == "folded"
+    assert execution.resolve_attention("auto", mps) == "sam"
     assert execution.resolve_attention("sam", cpu) == "sam"
     monkeypatch.setattr(execution, "cpu_flags", lambda: frozenset({"avx2", "avx512f"}))
     assert execution.resolve_autocast("auto", cpu) is None  # emulated bf16 would be slower than fp32
@@ -145,7 +197,7 @@ def test_execution_plan_reports_resolution():
     net = SAMCrossModalNetwork(4, 2, "tiny", 32, 1, attention="sam", autocast="fp16", compile="off")
     assert net.execution_plan("cpu") == {"attention": "sam", "autocast": "fp16", "compile": False,
                                          "batched_streams": False}
-    assert net.execution_plan("cuda")["batched_streams"] is True  # 'auto': not measured on CUDA yet
+    assert net.execution_plan("cuda")["batched_streams"] is True  # 'auto': batched on CUDA (measured on an H200)
     assert SAMCrossModalNetwork(4, 2, "tiny", 32, 1, batched_streams=True).execution_plan("cpu")["batched_streams"]
 
 
@@ -172,14 +224,17 @@ def test_attention_kernel_is_chosen_when_moved_not_in_forward(monkeypatch):
     """The modules are re-classed at build and on .to(), never in forward (nnU-Net compiles forward)."""
     net = SAMCrossModalNetwork(4, 2, "tiny", 32, 1, autocast="off")
     attentions = [m for m in net.modules() if isinstance(m, Attention)]
-    assert attentions and not any(getattr(m, "use_sdpa", False) for m in attentions)  # CPU: SAM's
+    blocks = list(net.sam.image_encoder.blocks)
+    assert attentions and not any(getattr(m, "use_sdpa", False) for m in attentions)  # CPU: folded blocks
+    assert all(isinstance(b, FoldedBlock) and b.use_folded for b in blocks)
     # pretend the parameters moved to CUDA: the next _apply resolves 'auto' for it -> SDPA
     monkeypatch.setattr(type(net), "_parameter_device", lambda self: torch.device("cuda"))
     net.to(torch.float32)
     assert all(isinstance(m, SDPAAttention) and m.use_sdpa for m in attentions)
+    assert not any(b.use_folded for b in blocks)
     monkeypatch.undo()
     net.to("cpu")
-    assert not any(m.use_sdpa for m in attentions)
+    assert not any(m.use_sdpa for m in attentions) and all(b.use_folded for b in blocks)
     classes = [type(m) for m in net.modules()]
     net(torch.randn(1, 4, 32, 32))
     assert [type(m) for m in net.modules()] == classes

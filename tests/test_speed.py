@@ -39,10 +39,11 @@ def test_speed_benchmark_writes_table_and_json(tmp_path, capsys):
 
 def test_all_comparisons_have_rows():
     keys = [v.key for v in speed_variants(SpeedSettings(include_compile=True), resolve_device("cpu"))]
-    assert keys == ["two_passes", "batched", "sdpa", "low_precision", "low_precision_alt", "checkpointing",
+    assert keys == ["two_passes", "batched", "sdpa", "folded", "low_precision", "low_precision_alt", "checkpointing",
                     "compiled", "early_fusion", "nnunet", "ours_3d"]
-    compared = {key for numerator, denominator, _ in comparisons("sam", False) for key in (numerator, denominator)}
-    assert compared - {None} <= set(keys)
+    for attention, batched in (("sam", False), ("sdpa", True), ("folded", False)):  # defaults: CPU before/now, CUDA
+        compared = {key for numerator, denominator, _ in comparisons(attention, batched) for key in (numerator, denominator)}
+        assert compared - {None} <= set(keys)
     with pytest.raises(ValueError, match="unknown variants"):
         speed_variants(SpeedSettings(only=("warp",)), resolve_device("cpu"))
 
@@ -50,10 +51,10 @@ def test_all_comparisons_have_rows():
 def test_litemedsam_rows_have_no_sdpa_and_name_its_attention():
     """LiteMedSAM's TinyViT has no SDPA variant: no SDPA rows, and its attention is labelled as its own."""
     variants = speed_variants(SpeedSettings(backbone="litemedsam"), resolve_device("cpu"))
-    assert not {"sdpa", "low_precision_alt"} & {v.key for v in variants}
+    assert not {"sdpa", "folded", "low_precision_alt"} & {v.key for v in variants}
     ours = [v for v in variants if v.method == "ours"]
     assert ours and all("TinyViT attention" in v.label and "SAM attention" not in v.label for v in ours)
-    assert all(v.network_kwargs.get("attention") != "sdpa" for v in variants)
+    assert all(v.network_kwargs.get("attention") not in ("sdpa", "folded") for v in variants)
 
 
 def test_stock_nnunet_2d_architecture_for_256_patch():

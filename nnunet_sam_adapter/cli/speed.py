@@ -33,7 +33,7 @@ def main(argv: list[str] | None = None) -> None:
                                help="include the torch.compile row (default: on CUDA only; minutes on CPU)")
     compile_group.add_argument("--no-compile", dest="include_compile", action="store_false")
     parser.add_argument("--only", nargs="+", default=None, metavar="KEY",
-                        help="run only these variants (two_passes batched sdpa low_precision low_precision_alt "
+                        help="run only these variants (two_passes batched sdpa folded low_precision low_precision_alt "
                         "checkpointing compiled early_fusion nnunet ours_3d); the first is the reference of the ratios")
     parser.add_argument("--variant-timeout", type=int, default=defaults.variant_timeout_s, help="seconds per variant")
     parser.add_argument("-o", "--output", default="speed_results", help="folder for speed.json and speed.md")

@@ -18,7 +18,7 @@ import torch.nn.functional as F
 from segment_anything.modeling.image_encoder import Attention, get_rel_pos
 from torch import nn
 
-ATTENTION_KINDS = ("sam", "sdpa")
+ATTENTION_KINDS = ("sam", "sdpa", "folded")  # "folded": `folded_attention.FoldedBlock`
 
 
 def decomposed_rel_pos_bias(q: torch.Tensor, rel_pos_h: torch.Tensor, rel_pos_w: torch.Tensor,

@@ -25,6 +25,7 @@ from segment_anything.modeling.prompt_encoder import PositionEmbeddingRandom
 from torch import nn
 
 from nnunet_sam_adapter.model.attention import ATTENTION_KINDS, use_sdpa_attention
+from nnunet_sam_adapter.model.folded_attention import use_folded_blocks
 
 BlockHook = Callable[[int, torch.Tensor], torch.Tensor]
 
@@ -132,7 +133,8 @@ class SAMBackbone(nn.Module):
         self.prompt.requires_grad_(False)
 
     def set_attention(self, kind: str) -> None:
-        """'sam' (segment_anything's attention) or 'sdpa' (`attention.SDPAAttention`, same function).
+        """'sam' (segment_anything's attention), 'sdpa' (`attention.SDPAAttention`) or 'folded'
+        (`folded_attention.FoldedBlock`): the same function computed three ways.
         Re-classes modules: call it when the network is built or moved, never inside a forward."""
         if kind not in self.attention_kinds:
             raise ValueError(f"backbone {self.name}: attention must be one of {self.attention_kinds}, got {kind!r}")
@@ -203,6 +205,7 @@ class ViTBackbone(SAMBackbone):
         super().set_attention(kind)
         if kind != self.attention:
             use_sdpa_attention(self.image_encoder, kind == "sdpa")
+            use_folded_blocks(self.image_encoder, kind == "folded")
             self.attention = kind
 
     def embed(self, images: torch.Tensor) -> torch.Tensor:

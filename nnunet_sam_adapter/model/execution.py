@@ -2,7 +2,8 @@
 
 The networks take these as plain-string kwargs (they end up in nnU-Net plans, so JSON-serialisable):
 
-    attention        'auto' | 'sam' | 'sdpa'           the backbone's own attention or `attention.SDPAAttention`
+    attention        'auto' | 'sam' | 'sdpa' | 'folded'  SAM's attention, `attention.SDPAAttention` or
+                                                        `folded_attention.FoldedBlock` (one function, three kernels)
     autocast         'auto' | 'off' | 'bf16' | 'fp16'  mixed precision around the whole forward
     compile          'auto' | 'off' | 'on'             torch.compile of the network's forward
     batched_streams  'auto' | True | False             ours: both streams as one 2B batch, or two passes
@@ -11,16 +12,19 @@ The network resolves them for the device its parameters are on when it is built 
 `.to()` / `.cuda()` (never inside `forward`, so a compiled forward never sees a module change).
 When a plan has none of these keys, 'auto' is what it gets:
 
-    CPU   SAM attention (on 2 CPU cores SDPA trained 0.68x as fast under bf16, docs/performance.md);
+    CPU   folded attention (`folded_attention`: rel-pos folded into q.k, no padded window queries; on 2 CPU
+          cores with AMX under bf16 it trained 1.20x and predicted 1.67x as fast as SAM's attention, which
+          SDPA trained 0.68x as fast as; docs/performance.md);
           bf16 autocast only where the CPU has native bf16 instructions (AVX512-BF16 or AMX), fp32
           elsewhere (emulated bf16 is slower than fp32); no compile (measured on 2 cores with AMX:
           1.00x training / 1.03x inference over eager bf16, not worth minutes of compile time per
           shape, and nnU-Net itself disables torch.compile on CPU); two passes (trained 1.04x as fast
           as the batched call on 2 CPU cores, docs/performance.md).
-    CUDA  NOT MEASURED YET (`make gpu-check` measures it): SDPA (fused flash / memory-efficient
-          kernels), batched streams (one kernel launch per block for both streams) and compile left
-          to nnU-Net (`nnUNet_compile`, on by default on CUDA, so it is not compiled twice) are the
-          expected-fastest choices, not measured ones. The autocast dtype is the precision policy below.
+    CUDA  measured on one H200 (`make gpu-check`, docs/performance.md): SDPA (1.08x training / 1.33x
+          inference over SAM's attention under bf16), batched streams (1.13x / 1.22x over two passes),
+          bf16 autocast (2.46x / 3.19x over fp32); compile left to nnU-Net (`nnUNet_compile`, on by
+          default on CUDA, so it is not compiled twice; 1.82x / 2.47x once its cache is warm). The
+          folded attention is not measured on CUDA yet. The autocast dtype is the precision policy below.
     other (mps, meta, ...)  SAM attention, no autocast, no compile, two passes: the reference path.
 
 Precision policy under nnU-Net (this module's `resolve_autocast` is the one place it is written):
@@ -42,7 +46,7 @@ import sys
 
 import torch
 
-ATTENTION_CHOICES = ("auto", "sam", "sdpa")
+ATTENTION_CHOICES = ("auto", "sam", "sdpa", "folded")
 AUTOCAST_CHOICES = ("auto", "off", "bf16", "fp16")
 COMPILE_CHOICES = ("auto", "off", "on")
 BATCHED_STREAMS_CHOICES = ("auto", True, False)
@@ -98,12 +102,14 @@ def cpu_capability() -> dict:
 
 
 def resolve_attention(mode: str, device: torch.device) -> str:
-    """'auto' -> 'sdpa' on CUDA (measured faster on an H200), 'sam' elsewhere: on 2 CPU cores SDPA
-    trained 0.89x as fast in fp32 and 0.68x as fast under bf16 autocast, the CPU default
-    (docs/performance.md)."""
+    """'auto' -> 'sdpa' on CUDA (measured faster on an H200), 'folded' on CPU (on 2 cores with AMX: 1.20x
+    training / 1.67x inference over SAM's attention under bf16, where SDPA trained 0.68x as fast;
+    docs/performance.md), 'sam' elsewhere (the reference path)."""
     if mode != "auto":
         return mode
-    return "sdpa" if device.type == "cuda" else "sam"
+    if device.type == "cuda":
+        return "sdpa"
+    return "folded" if device.type == "cpu" else "sam"
 
 
 def resolve_autocast(mode: str, device: torch.device) -> torch.dtype | None:
@@ -125,8 +131,8 @@ def resolve_compile(mode: str, device: torch.device) -> bool:
 
 
 def resolve_batched_streams(mode, device: torch.device) -> bool:
-    """'auto' -> True (one 2B batch per frozen block) on CUDA, where kernels tend to be launch-bound
-    (not measured yet); False (two passes) elsewhere: on 2 CPU cores two passes trained 1.04x as fast
+    """'auto' -> True (one 2B batch per frozen block) on CUDA (H200: 1.13x training / 1.22x inference
+    over two passes, docs/performance.md); False (two passes) elsewhere: on 2 CPU cores two passes trained 1.04x as fast
     as the batched call (docs/performance.md, 0.96x for batched / two passes)."""
     if mode != "auto":
         return bool(mode)

@@ -122,8 +122,8 @@ class _SAMSegmentationNetwork(nn.Module):
 
     def _set_setting(self, name: str, value) -> None:
         value = check_choice(name, value, self._SETTING_CHOICES[name])
-        if name == "attention" and value == "sdpa" and "sdpa" not in self.sam.attention_kinds:
-            raise ValueError(f"attention='sdpa' needs a SAM ViT backbone (vit_b/l/h, tiny); {self.backbone_name} "
+        if name == "attention" and value in ("sdpa", "folded") and value not in self.sam.attention_kinds:
+            raise ValueError(f"attention={value!r} needs a SAM ViT backbone (vit_b/l/h, tiny); {self.backbone_name} "
                              f"has its own attention ({self.sam.attention_kinds[0]}): use 'auto' or 'sam'")
         self._settings[name] = value
         if "_execution" in self.__dict__:

@@ -1,7 +1,7 @@
 """What the speed benchmark measures: its settings and the rows (variants) of its table.
 
 Rows, all at the same backbone / input size / batch:
-    ours            two passes vs batched (a), SAM attention vs SDPA (b), fp32 vs low-precision
+    ours            two passes vs batched (a), SAM attention vs SDPA vs folded (b), fp32 vs low-precision
                     autocast (c), torch.compile (d), activation checkpointing of the frozen blocks (e)
     references      early fusion (one stream) with the network defaults; stock nnU-Net 2d
                     PlainConvUNet as nnU-Net's ExperimentPlanner builds it for this patch and channel count
@@ -24,7 +24,7 @@ from nnunet_sam_adapter.model.execution import resolve_attention, resolve_autoca
 OURS, EARLY_FUSION, NNUNET_2D = (METHODS[name] for name in QUICK_METHODS)
 OURS_3D = METHODS["ours_3d"]
 AUTOCAST_NAMES = {None: "off", torch.bfloat16: "bf16", torch.float16: "fp16"}
-ATTENTION_LABELS = {"sam": "SAM attention", "sdpa": "SDPA"}
+ATTENTION_LABELS = {"sam": "SAM attention", "sdpa": "SDPA", "folded": "folded rel-pos attention"}
 
 
 @dataclass
@@ -70,7 +70,7 @@ def default_autocast_name(device: torch.device) -> str:
 
 
 def has_sdpa(backbone: str) -> bool:
-    """Only SAM's ViT has an SDPA attention here (LiteMedSAM's TinyViT keeps its own)."""
+    """Only SAM's ViT has the SDPA and folded attentions here (LiteMedSAM's TinyViT keeps its own)."""
     return backbone != "litemedsam"
 
 
@@ -80,12 +80,14 @@ def attention_label(attention: str, backbone: str) -> str:
 
 def fp32_row_key(attention: str, batched: bool) -> str | None:
     """The fp32 row with this attention and stream batching (None: no such row)."""
-    return {("sam", False): "two_passes", ("sam", True): "batched", ("sdpa", True): "sdpa"}.get((attention, batched))
+    return {("sam", False): "two_passes", ("sam", True): "batched", ("sdpa", True): "sdpa",
+            ("folded", False): "folded"}.get((attention, batched))
 
 
 def speed_variants(settings: SpeedSettings, device: torch.device) -> list[SpeedVariant]:
     """The rows of the table, in order; the first is the reference the ratios are taken against.
-    `low_precision_alt` repeats the low-precision row with the other attention (SAM ViT only)."""
+    `low_precision_alt` repeats the low-precision row with SAM's attention, or with SDPA where SAM's is the
+    default (SAM ViT only)."""
     autocast = default_autocast_name(device)
     # no native low precision here: the bf16 row still shows what it would cost
     low_precision, autocast_label = ("bf16", "fp32") if autocast == "off" else (autocast, autocast)
@@ -108,6 +110,8 @@ def speed_variants(settings: SpeedSettings, device: torch.device) -> list[SpeedV
                      {**plain, "batched_streams": True, "attention": "sam", "autocast": "off"}),
         SpeedVariant("sdpa", f"{ours}, batched, SDPA, fp32", OURS.name,
                      {**plain, "batched_streams": True, "attention": "sdpa", "autocast": "off"}),
+        SpeedVariant("folded", f"{ours}, two passes, {name('folded')}, fp32", OURS.name,
+                     {**plain, "batched_streams": False, "attention": "folded", "autocast": "off"}),
         SpeedVariant("low_precision", f"{ours}, {streams}, {name(attention)}, {low_precision} autocast", OURS.name,
                      {**defaults, "autocast": low_precision}),
         SpeedVariant("low_precision_alt", f"{ours}, {streams}, {name(other)}, {low_precision} autocast", OURS.name,
@@ -116,7 +120,7 @@ def speed_variants(settings: SpeedSettings, device: torch.device) -> list[SpeedV
                      f"checkpointing", OURS.name, {**defaults, "checkpoint_blocks": True}),
     ]
     if not sdpa:
-        rows = [v for v in rows if v.key not in ("sdpa", "low_precision_alt")]
+        rows = [v for v in rows if v.key not in ("sdpa", "folded", "low_precision_alt")]
     include_compile = settings.include_compile if settings.include_compile is not None else device.type == "cuda"
     if include_compile:
         rows.append(SpeedVariant("compiled", f"{ours}, {streams}, {name(attention)}, {autocast_label}, torch.compile",
@@ -145,12 +149,16 @@ def network_defaults_row(device: torch.device) -> str | None:
 
 def comparisons(attention: str, batched: bool) -> list[tuple[str, str | None, str]]:
     """(numerator, denominator, what the ratio answers); denominator None = the network-defaults row."""
-    sdpa_low, sam_low = ("low_precision", "low_precision_alt") if attention == "sdpa" else \
-        ("low_precision_alt", "low_precision")
+    other = "sdpa" if attention == "sam" else "sam"  # the attention of the low_precision_alt row
+    low = {attention: "low_precision", other: "low_precision_alt"}
+    label = {"sam": "SAM attention", "sdpa": "SDPA", "folded": "folded attention"}
+    low_pair = ("folded", "sam") if attention == "folded" else ("sdpa", "sam")
     return [
         ("batched", "two_passes", "(a) batched streams vs two passes"),
         ("sdpa", "batched", "(b) SDPA vs SAM attention, fp32"),
-        (sdpa_low, sam_low, "(b) SDPA vs SAM attention, low-precision autocast"),
+        ("folded", "two_passes", "(b) folded vs SAM attention, fp32"),
+        (low[low_pair[0]], low[low_pair[1]],
+         f"(b) {label[low_pair[0]]} vs {label[low_pair[1]]}, low-precision autocast"),
         ("low_precision", fp32_row_key(attention, batched) or "no fp32 row", "(c) low-precision autocast vs fp32"),
         ("compiled", None, "(d) torch.compile vs eager"),
         ("checkpointing", None, "(e) activation checkpointing vs none"),
