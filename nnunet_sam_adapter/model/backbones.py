@@ -26,6 +26,7 @@ from torch import nn
 
 from nnunet_sam_adapter.model.attention import ATTENTION_KINDS, use_sdpa_attention
 from nnunet_sam_adapter.model.folded_attention import use_folded_blocks
+from nnunet_sam_adapter.model.frozen_casts import use_cached_casts
 
 BlockHook = Callable[[int, torch.Tensor], torch.Tensor]
 
@@ -131,6 +132,7 @@ class SAMBackbone(nn.Module):
         self.prompt = NoPromptEmbedding(prompt_dim)
         self.image_encoder.requires_grad_(False)
         self.prompt.requires_grad_(False)
+        use_cached_casts(self.image_encoder)  # frozen: its autocast copies are kept across forwards
 
     def set_attention(self, kind: str) -> None:
         """'sam' (segment_anything's attention), 'sdpa' (`attention.SDPAAttention`) or 'folded'

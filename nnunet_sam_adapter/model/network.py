@@ -22,6 +22,7 @@ from torch import nn
 
 from nnunet_sam_adapter.model.adapter import CrossModalityAdapter, CrossSliceAdapter
 from nnunet_sam_adapter.model.backbones import SAMBackbone, build_backbone, upsample_logits
+from nnunet_sam_adapter.model.frozen_casts import clear_cached_casts
 from nnunet_sam_adapter.model.refinement import RefinementHead
 from nnunet_sam_adapter.model.execution import (
     ATTENTION_CHOICES,
@@ -154,6 +155,7 @@ class _SAMSegmentationNetwork(nn.Module):
         device = self._parameter_device()
         plan = self.execution_plan(device)
         self.sam.set_attention(plan["attention"])
+        clear_cached_casts(self.sam.image_encoder)
         # plain attributes: not submodules, not in state_dict
         self.__dict__["_execution"] = {**plan, "autocast_dtype": resolve_autocast(self.autocast, device)}
         self.__dict__["_compiled_logits"] = torch.compile(self._logits) if plan["compile"] else None
