@@ -113,6 +113,26 @@ def test_a_failing_row_keeps_the_rows_measured_before_it(tmp_path, monkeypatch):
     assert [r["row"] for r in kept["rows"]] == ["nnunet_2d@1"] and kept["reference"] == "nnunet_2d@1"
 
 
+def test_a_stopped_run_keeps_every_row_it_finished(tmp_path, monkeypatch):
+    """Interrupted during its 2nd row (Ctrl-C, SIGTERM, a killed job: no exception of ours to catch), the run has
+    already saved the 1st row in OUT/whole_volume.json."""
+    from nnunet_sam_adapter.speed import whole_volume
+
+    for name in ("nnUNet_raw", "nnUNet_preprocessed", "nnUNet_results"):
+        monkeypatch.setenv(name, str(tmp_path / name))
+
+    def measure(row, *_args):
+        if row.method == "ours":
+            raise KeyboardInterrupt
+        return {"row": row.key, "method": row.method}
+
+    monkeypatch.setattr(whole_volume, "measure_row", measure)
+    with pytest.raises(KeyboardInterrupt):
+        run_whole_volume_benchmark([parse_row("nnunet_2d:1"), parse_row("ours:1")], tmp_path, progress=lambda *_: None)
+    kept = json.loads((tmp_path / "whole_volume.json").read_text())
+    assert [r["row"] for r in kept["rows"]] == ["nnunet_2d@1"]
+
+
 def test_a_truncated_input_is_one_line_naming_the_file(tmp_path, monkeypatch, capsys):
     """nnU-Net's reader predicts on a cut .nii.gz without a word; the timing refuses it before predicting."""
     import numpy as np

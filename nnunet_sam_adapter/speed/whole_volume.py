@@ -191,11 +191,12 @@ def run_whole_volume_benchmark(rows: list[VolumeRow], work_dir: str | os.PathLik
         try:
             results.append(measure_row(row, env, work_dir, case, mirroring_modes, profile, progress))
         except WholeVolumeError as error:
-            if results:  # the rows measured so far are kept: a re-run with --append measures the rest
-                atomic_write_json(work_dir / "whole_volume.json", report())
+            if results:
                 raise WholeVolumeError(f"{error} (rows measured before it kept in {work_dir / 'whole_volume.json'}: "
                                        f"add the others with --append)") from None
             raise
+        # after every row, so a run that fails, is stopped or killed keeps what it measured (--append adds the rest)
+        atomic_write_json(work_dir / "whole_volume.json", report())
     environment["load_average_at_end"] = load_average()
     return report()
 
