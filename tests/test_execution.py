@@ -18,6 +18,19 @@ def relative_error(a: torch.Tensor, b: torch.Tensor) -> float:
     return ((a - b).abs().max() / b.abs().max()).item()
 
 
+def assert_same_function(reference, other, x, parameters, output_tolerance) -> torch.Tensor:
+    """`other` computes `reference`: outputs within `output_tolerance`, gradients w.r.t. x and `parameters(module)`
+    within 1e-4 (relative to their largest value); returns the reference output."""
+    expected, got = reference(x), other(x)
+    assert relative_error(got, expected) < output_tolerance
+    upstream = torch.randn_like(expected)
+    grads_expected = torch.autograd.grad(expected, [x, *parameters(reference)], upstream)
+    grads_got = torch.autograd.grad(got, [x, *parameters(other)], upstream)
+    for g_got, g_expected in zip(grads_got, grads_expected):
+        assert relative_error(g_got, g_expected) < 1e-4
+    return expected
+
+
 @pytest.mark.parametrize("dim, heads, grid, batch", [(768, 12, 14, 3), (768, 12, 16, 2), (64, 2, 5, 2), (64, 4, 7, 1)])
 def test_sdpa_attention_equals_sam_attention_fp32(dim, heads, grid, batch):
     """vit_b windowed (14x14) and global (16x16 at 256 input) shapes, and odd small ones; 1e-4 relative."""
@@ -30,13 +43,7 @@ def test_sdpa_attention_equals_sam_attention_fp32(dim, heads, grid, batch):
     use_sdpa_attention(sdpa, True)
     assert isinstance(sdpa, SDPAAttention) and sdpa.state_dict().keys() == sam.state_dict().keys()
     x = torch.randn(batch, grid, grid, dim, requires_grad=True)
-    expected, got = sam(x), sdpa(x)
-    assert relative_error(got, expected) < 1e-4
-    upstream = torch.randn_like(expected)
-    grads_expected = torch.autograd.grad(expected, [x, sam.rel_pos_h, sam.qkv.weight], upstream)
-    grads_got = torch.autograd.grad(got, [x, sdpa.rel_pos_h, sdpa.qkv.weight], upstream)
-    for g_got, g_expected in zip(grads_got, grads_expected):
-        assert relative_error(g_got, g_expected) < 1e-4
+    expected = assert_same_function(sam, sdpa, x, lambda m: [m.rel_pos_h, m.qkv.weight], 1e-4)
     use_sdpa_attention(sdpa, False)  # back to SAM's own forward
     assert torch.equal(sdpa(x), expected)
 
@@ -60,14 +67,8 @@ def test_folded_block_equals_sam_block_fp32(dim, heads, window, grid, batch):
     use_folded_blocks(folded, True)
     assert isinstance(folded, FoldedBlock) and folded.state_dict().keys() == sam.state_dict().keys()
     x = torch.randn(batch, grid, grid, dim, requires_grad=True)
-    expected, got = sam(x), folded(x)
-    assert relative_error(got, expected) < 1e-5
-    upstream = torch.randn_like(expected)
     params = lambda block: [block.attn.rel_pos_h, block.attn.rel_pos_w, block.attn.qkv.weight, block.attn.qkv.bias]
-    grads_expected = torch.autograd.grad(expected, [x, *params(sam)], upstream)
-    grads_got = torch.autograd.grad(got, [x, *params(folded)], upstream)
-    for g_got, g_expected in zip(grads_got, grads_expected):
-        assert relative_error(g_got, g_expected) < 1e-4
+    expected = assert_same_function(sam, folded, x, params, 1e-5)
     use_folded_blocks(folded, False)  # back to SAM's own forward
     assert torch.equal(folded(x), expected)
 
@@ -202,7 +203,7 @@ def test_execution_plan_reports_resolution():
 
 
 def test_batched_streams_auto_picks_two_passes_on_cpu():
-    """docs/performance.md: on 2 CPU cores two passes trained 1.10x as fast as the batched call."""
+    """Two passes on CPU (the auto default; execution.resolve_batched_streams says what was measured)."""
     net = SAMCrossModalNetwork(4, 2, "tiny", 32, 1)
     assert net.batched_streams == "auto" and not net.execution_plan()["batched_streams"]
     calls = []

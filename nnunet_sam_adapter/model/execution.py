@@ -13,13 +13,16 @@ The network resolves them for the device its parameters are on when it is built 
 When a plan has none of these keys, 'auto' is what it gets:
 
     CPU   folded attention (`folded_attention`: rel-pos folded into q.k, no padded window queries; on 2 CPU
-          cores with AMX under bf16 it trained 1.20x and predicted 1.67x as fast as SAM's attention, which
-          SDPA trained 0.68x as fast as; docs/performance.md);
+          cores with AMX under bf16 it trained 1.30x and predicted 1.58x as fast as SAM's attention; SDPA
+          trained 0.94x as fast as SAM's in fp32; docs/performance.md);
           bf16 autocast only where the CPU has native bf16 instructions (AVX512-BF16 or AMX), fp32
           elsewhere (emulated bf16 is slower than fp32); no compile (measured on 2 cores with AMX:
-          1.00x training / 1.03x inference over eager bf16, not worth minutes of compile time per
-          shape, and nnU-Net itself disables torch.compile on CPU); two passes (trained 1.04x as fast
-          as the batched call on 2 CPU cores, docs/performance.md).
+          1.10x training / 1.28x inference over eager bf16 once compiled, but the first compile took
+          ~440 s per shape, paid back after ~4,400 training steps of batch 2 and never by one
+          predicted volume; nnU-Net itself disables torch.compile on CPU); two passes (an earlier run on 2
+          CPU cores trained them 1.04x as fast as the batched call; the 2026-12-03 13:31 run measured
+          batched 1.09x faster, both with SAM's attention in fp32; with the folded bf16 default: not
+          measured, so two passes stay until it is).
     CUDA  measured on one H200 (`make gpu-check`, docs/performance.md): SDPA (1.08x training / 1.33x
           inference over SAM's attention under bf16), batched streams (1.13x / 1.22x over two passes),
           bf16 autocast (2.46x / 3.19x over fp32); compile left to nnU-Net (`nnUNet_compile`, on by
@@ -102,8 +105,8 @@ def cpu_capability() -> dict:
 
 
 def resolve_attention(mode: str, device: torch.device) -> str:
-    """'auto' -> 'sdpa' on CUDA (measured faster on an H200), 'folded' on CPU (on 2 cores with AMX: 1.20x
-    training / 1.67x inference over SAM's attention under bf16, where SDPA trained 0.68x as fast;
+    """'auto' -> 'sdpa' on CUDA (measured faster on an H200), 'folded' on CPU (on 2 cores with AMX: 1.30x
+    training / 1.58x inference over SAM's attention under bf16, where SDPA trained 0.94x as fast in fp32;
     docs/performance.md), 'sam' elsewhere (the reference path)."""
     if mode != "auto":
         return mode
@@ -132,8 +135,8 @@ def resolve_compile(mode: str, device: torch.device) -> bool:
 
 def resolve_batched_streams(mode, device: torch.device) -> bool:
     """'auto' -> True (one 2B batch per frozen block) on CUDA (H200: 1.13x training / 1.22x inference
-    over two passes, docs/performance.md); False (two passes) elsewhere: on 2 CPU cores two passes trained 1.04x as fast
-    as the batched call (docs/performance.md, 0.96x for batched / two passes)."""
+    over two passes, docs/performance.md); False (two passes) elsewhere: see the module docstring (two CPU
+    runs disagree, 0.96x and 1.09x for batched / two passes, neither on the folded bf16 default)."""
     if mode != "auto":
         return bool(mode)
     return device.type == "cuda"
