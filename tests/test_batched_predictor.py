@@ -157,6 +157,7 @@ class Stop(Exception):
 def run_command_until_initialization(argv, monkeypatch, tmp_path):
     """main(argv) through nnU-Net's real predict_entry_point (its argparse and predictor construction), stopped
     where it would load the model folder; returns the predictor it built."""
+    monkeypatch.setattr(predict_cli, "refuse_bad_inputs", lambda argv: None)  # "in" is no folder: not what is tested
     built = {}
 
     def initialize(self, model_folder, use_folds, checkpoint_name="checkpoint_final.pth"):
@@ -203,3 +204,23 @@ def test_command_as_a_module_missing_value():
     assert result.returncode == 2
     assert result.stderr.strip().splitlines() == [
         "nnUNetv2_sam_predict: error: --tiles-per-batch expects a value (a whole number >= 1)"]
+
+
+def test_command_refuses_a_truncated_input_before_predicting(tmp_path, monkeypatch, capsys):
+    """nnU-Net's reader predicts on a cut .nii.gz without a word; the command names the file and exits 1 first."""
+    import numpy as np
+    import SimpleITK as sitk
+
+    for channel in range(2):
+        sitk.WriteImage(sitk.GetImageFromArray(np.random.rand(6, 8, 8).astype(np.float32)),
+                        str(tmp_path / f"CASE_{channel:04d}.nii.gz"))
+    flair = tmp_path / "CASE_0001.nii.gz"
+    flair.write_bytes(flair.read_bytes()[: flair.stat().st_size // 2])
+    monkeypatch.setattr("nnunet_sam_adapter.data.input_check.load_dataset_json",
+                        lambda dataset, dataset_json=None: (DATASET_JSON, tmp_path / "dataset.json"))
+    monkeypatch.setattr(predict_from_raw_data, "predict_entry_point", lambda: pytest.fail("predicted on a bad input"))
+    with pytest.raises(SystemExit) as exit_info:
+        predict_cli.main(["-i", str(tmp_path), "-o", str(tmp_path / "out"), "-d", "1", "-c", "2d"])
+    assert exit_info.value.code == 1
+    error = capsys.readouterr().err
+    assert error.count("\n") == 1 and "CASE_0001.nii.gz" in error and "truncated" in error

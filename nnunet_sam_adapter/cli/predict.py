@@ -51,6 +51,28 @@ class CommandLinePredictor(BatchedTilePredictor):
         super().__init__(*args, **kwargs)
 
 
+def _value(argv: list[str], flag: str) -> str | None:
+    return next((argv[i + 1] for i, arg in enumerate(argv[:-1]) if arg == flag), None)
+
+
+def refuse_bad_inputs(argv: list[str]) -> None:
+    """Checks nnU-Net's `-i` folder against `-d`'s dataset.json first (`nnUNetv2_sam_check_inputs`): nnU-Net's reader
+    predicts on a truncated .nii.gz without a word (measured on a real case: exit 0). One line per problem, exit 1."""
+    folder, dataset = _value(argv, "-i"), _value(argv, "-d")
+    if folder is None or dataset is None:
+        return  # nnU-Net's argparse names what is missing
+    from nnunet_sam_adapter.cli.errors import one_line_errors
+    from nnunet_sam_adapter.data.input_check import check_input_folder, load_dataset_json
+
+    with one_line_errors(PROG):
+        dataset_json, _ = load_dataset_json(dataset)
+        _, problems = check_input_folder(folder, dataset_json)
+    for problem in problems:
+        print(f"{PROG}: error: {problem}", file=sys.stderr)
+    if problems:
+        sys.exit(1)
+
+
 def main(argv: list[str] | None = None) -> None:
     argv = sys.argv[1:] if argv is None else list(argv)
     try:
@@ -60,6 +82,8 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(2)
     if "-h" in rest or "--help" in rest:
         print(OPTION_HELP)
+    else:
+        refuse_bad_inputs(rest)
 
     # nnU-Net's predict_entry_point has no option for the predictor class: it builds the one its module global
     # `nnUNetPredictor` names when it runs. Substituting that attribute (for this call, in this process; restored
