@@ -7,6 +7,21 @@ import sys
 PROG = "nnUNetv2_sam_check_inputs"
 
 
+def check_or_exit(prog: str, folder: str, dataset: str | None, dataset_json_file: str | None = None) -> tuple[list, dict]:
+    """(case IDs, dataset.json) of a good input folder; else one `prog: error:` line per problem and exit 1."""
+    from nnunet_sam_adapter.cli.errors import one_line_errors
+    from nnunet_sam_adapter.data.input_check import check_input_folder, load_dataset_json
+
+    with one_line_errors(prog):
+        dataset_json, _ = load_dataset_json(dataset, dataset_json_file)
+        cases, problems = check_input_folder(folder, dataset_json)
+    for problem in problems:
+        print(f"{prog}: error: {problem}", file=sys.stderr)
+    if problems:
+        sys.exit(1)
+    return cases, dataset_json
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(
         prog=PROG,
@@ -20,16 +35,7 @@ def main(argv: list[str] | None = None) -> None:
     source.add_argument("-djfile", help="a dataset.json (e.g. the one next to a trained model's fold folders)")
     args = parser.parse_args(argv)
 
-    from nnunet_sam_adapter.cli.errors import one_line_errors
-    from nnunet_sam_adapter.data.input_check import check_input_folder, load_dataset_json
-
-    with one_line_errors(PROG):
-        dataset_json, _ = load_dataset_json(args.dataset, args.djfile)
-        cases, problems = check_input_folder(args.input, dataset_json)
-    for problem in problems:
-        print(f"{PROG}: error: {problem}", file=sys.stderr)
-    if problems:
-        sys.exit(1)
+    cases, dataset_json = check_or_exit(PROG, args.input, args.dataset, args.djfile)
     print(f"{len(cases)} case(s) in {args.input}: {len(dataset_json['channel_names'])} channels each, complete and on "
           f"one grid")
 

@@ -61,16 +61,9 @@ def refuse_bad_inputs(argv: list[str]) -> None:
     folder, dataset = _value(argv, "-i"), _value(argv, "-d")
     if folder is None or dataset is None:
         return  # nnU-Net's argparse names what is missing
-    from nnunet_sam_adapter.cli.errors import one_line_errors
-    from nnunet_sam_adapter.data.input_check import check_input_folder, load_dataset_json
+    from nnunet_sam_adapter.cli.check_inputs import check_or_exit
 
-    with one_line_errors(PROG):
-        dataset_json, _ = load_dataset_json(dataset)
-        _, problems = check_input_folder(folder, dataset_json)
-    for problem in problems:
-        print(f"{PROG}: error: {problem}", file=sys.stderr)
-    if problems:
-        sys.exit(1)
+    check_or_exit(PROG, folder, dataset)
 
 
 def main(argv: list[str] | None = None) -> None:
