@@ -1,7 +1,7 @@
 """The learning-curve points of one benchmark run: its checkpoints inside the run, validated and scored.
 
 An extra evaluation of a run (`RunSpec.evaluations`, added by `--curve-images`): for each requested point
-N below the run's own budget, the checkpoint kept after N training images (`runner._attach_curve_checkpoints`)
+N below the run's own budget, the checkpoint kept after N training images (the runner's curve checkpoints, `runner.curve_checkpoint`)
 is loaded into the run's trainer, nnU-Net validates the fold's validation cases with it into
 RUN_DIR/learning_curve/images_N/validation, and those predictions are scored raw and after nnU-Net's
 postprocessing (determined on them, as for the final row) into OUT/fold_F/evaluation/METHOD/learning_curve/
@@ -15,8 +15,8 @@ import time
 from pathlib import Path
 
 from nnunet_sam_adapter.benchmark.layout import load_plans
-from nnunet_sam_adapter.benchmark.runner import (CURVE_POINTS, PSEUDO_DICE, _validate, _validation_complete,
-                                                 curve_checkpoint, make_trainer)
+from nnunet_sam_adapter.benchmark.runner import (CURVE_POINTS, PSEUDO_DICE, curve_checkpoint, make_trainer,
+                                                 validate_with_trainer, validation_complete)
 from nnunet_sam_adapter.methods import METHODS
 from nnunet_sam_adapter.paths import load_json, nnunet_dirs, validation_cases
 from nnunet_sam_adapter.reporting.learning_curves import LEARNING_CURVE_EVALUATION  # noqa: F401 (this function's key)
@@ -36,7 +36,7 @@ def _validate_point(result, spec, images: int, checkpoint: Path, folder: Path, c
     import torch
 
     validation = folder / "validation"
-    done = (_validation_complete(folder, cases, file_ending, None, spec.mirroring)
+    done = (validation_complete(folder, cases, file_ending, None, spec.mirroring)
             and (validation / "summary.json").stat().st_mtime > checkpoint.stat().st_mtime)
     if done:
         return None
@@ -46,7 +46,7 @@ def _validate_point(result, spec, images: int, checkpoint: Path, folder: Path, c
                            torch.device(spec.device), spec.seed)
     trainer.load_checkpoint(str(checkpoint))
     trainer.output_folder = str(folder)  # nnU-Net validates into OUTPUT_FOLDER/validation
-    return _validate(trainer, spec.mirroring)
+    return validate_with_trainer(trainer, spec.mirroring)
 
 
 def benchmark_learning_curve(result, spec) -> dict:

@@ -127,8 +127,9 @@ def _run_on_disk(run_dir: Path, plans: dict, configuration: str) -> RunOnDisk:
                      latest_complete=checkpoint_is_complete(latest))
 
 
-def _validation_complete(run_dir: Path, cases: list[str], file_ending: str, record: dict | None,
-                         mirroring: bool) -> bool:
+def validation_complete(run_dir: Path, cases: list[str], file_ending: str, record: dict | None,
+                        mirroring: bool) -> bool:
+    """True when RUN_DIR/validation holds nnU-Net's summary.json and every case, predicted with `mirroring`."""
     folder = run_dir / "validation"
     if not (folder / "summary.json").is_file():
         return False
@@ -218,7 +219,8 @@ def _attach_epoch_bar(trainer, bar: tqdm) -> None:
     trainer.on_epoch_end = on_epoch_end_with_bar
 
 
-def _validate(trainer, mirroring: bool) -> float:
+def validate_with_trainer(trainer, mirroring: bool) -> float:
+    """nnU-Net's own validation of the trainer's fold (perform_actual_validation); its seconds."""
     if not mirroring:
         trainer.inference_allowed_mirroring_axes = None  # after checkpoint_final: the checkpoint keeps its axes
     start = time.perf_counter()
@@ -260,7 +262,7 @@ def _ddp_worker(rank: int, spec: RunSpec, plans: dict, preprocessed: Path, run_d
     torch.cuda.set_device(torch.device("cuda", rank))
     trainer = make_trainer(METHODS[spec.method], plans, preprocessed, spec.fold, torch.device("cuda"), spec.seed)
     used, seconds, resumed = _train(trainer, spec, budget, run_dir, resume)
-    validation_seconds = _validate(trainer, spec.mirroring)
+    validation_seconds = validate_with_trainer(trainer, spec.mirroring)
     if rank == 0:
         atomic_write_json(run_dir / "sam_benchmark_ddp.json", {"budget": used, "train_seconds": seconds,
                                                                "resumed_from_epoch": resumed,
@@ -311,13 +313,13 @@ def train_and_validate(spec: RunSpec, log_file: Path) -> MethodResult:
         if decision.action == "reuse":
             budget_used = on_disk.found_budget
             cases = validation_cases(preprocessed, spec.fold)
-            if _validation_complete(run_dir, cases, file_ending, record, spec.mirroring):
+            if validation_complete(run_dir, cases, file_ending, record, spec.mirroring):
                 status, validation_seconds = "reused", (record or {}).get("validation_seconds")
             else:
                 status = "validated"
                 trainer = make_trainer(method, plans, preprocessed, spec.fold, device, spec.seed)
                 trainer.load_checkpoint(str(run_dir / "checkpoint_final.pth"))
-                validation_seconds = _validate(trainer, spec.mirroring)
+                validation_seconds = validate_with_trainer(trainer, spec.mirroring)
         else:
             resume = decision.action == "resume"
             status = "resumed" if resume else "trained"
@@ -335,7 +337,7 @@ def train_and_validate(spec: RunSpec, log_file: Path) -> MethodResult:
             else:
                 trainer = make_trainer(method, plans, preprocessed, spec.fold, device, spec.seed)
                 budget_used, train_seconds, resumed_from = _train(trainer, spec, budget, run_dir, resume)
-                validation_seconds = _validate(trainer, spec.mirroring)
+                validation_seconds = validate_with_trainer(trainer, spec.mirroring)
     if status != "reused":
         _write_run_record(run_dir, spec, method, name, status, budget_used, train_seconds, validation_seconds,
                           resumed_from, record)
