@@ -166,3 +166,24 @@ def test_subset_figure_keeps_matplotlib_defaults_after_nnunet_progress_plot(tmp_
     finally:
         seaborn.reset_orig()
     assert sizes == [10.0] and (tmp_path / "f.png").is_file()  # matplotlib's default label size
+
+
+def test_subset_table_states_what_dropout_costs_on_the_full_set(tmp_path):
+    from nnunet_sam_adapter.evaluation.missing_modalities import SUBSETS, subset_name, table_rows, write_markdown
+
+    def summary(dice_pct: float) -> dict:
+        return {p: {"tumor": {"dice": {"mean": dice_pct / 100, "count": 6}}} for p in ("volume", "slice")}
+
+    full = subset_name(MODALITIES)
+    # dropout: 60 on the full set, 45 elsewhere; without: 75 on the full set, 30 elsewhere
+    scores = {"ours_plus_missing": (60.0, 45.0), "ours_plus": (75.0, 30.0), "nnunet_2d": (70.0, 20.0)}
+    summaries = {m: {subset_name(s): summary(f if subset_name(s) == full else other) for s in SUBSETS}
+                 for m, (f, other) in scores.items()}
+    methods = [METHODS[m] for m in scores]
+    text = write_markdown(table_rows(summaries, SUBSETS, ["tumor"]), methods, ["tumor"], SUBSETS,
+                          tmp_path / "t.md", "D", [0]).read_text()
+    mean_with, mean_without = (60 + 14 * 45) / 15, (75 + 14 * 30) / 15
+    line = (f"- {METHODS['ours_plus_missing'].label} vs {METHODS['ours_plus'].label}: full set 60.00 vs 75.00 "
+            f"(-15.00); mean of 15 {mean_with:.2f} vs {mean_without:.2f} ({mean_with - mean_without:+.2f})")
+    assert line in text.splitlines()
+    assert not any(l.startswith(f"- {METHODS['nnunet_2d'].label} vs") for l in text.splitlines())  # no variant

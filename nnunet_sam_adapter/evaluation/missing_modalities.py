@@ -15,7 +15,8 @@ Predictions are exported with nnU-Net's `export_prediction_from_logits` and eval
 `evaluate_folders` (MONAI metrics, volume and slice protocols, every class of dataset.json: whole
 tumour, or its regions when the dataset is region-based). Output folder:
 
-    missing_modalities.md / .csv / .png     the table (rows = 15 subsets + mean, columns = methods)
+    missing_modalities.md / .csv / .png     the table (rows = 15 subsets + mean, columns = methods; the .md
+                                            also says what dropout costs each method on the full set)
     predictions/<method>/<subset>/          the exported segmentations (all folds' validation cases)
     evaluation/<method>/<subset>/           evaluate_folders' CSVs and summary
 """
@@ -221,11 +222,34 @@ def write_markdown(rows, methods, classes, subsets, path: Path, dataset_name: st
                      f"{_cell(lookup[(m.name, cls, subset)]['dice_pct_slice'])}" for m in methods]
             lines.append("| " + " | ".join(marks + cells) + " |")
         lines.append("")
+        costs = dropout_costs(lookup, methods, cls, len(subsets))
+        if costs:
+            lines += ["What modality dropout costs with all four modalities and gains on average (volume Dice, "
+                      "percentage points, with dropout - without):", "", *costs, ""]
     lines += ["Published means over the 15 subsets, whole tumour, BraTS 2018 (their papers' tables, as quoted in "
               "issue #11; OTHER data and splits than ours, not comparable, for orientation only):", ""]
     lines += [f"- {name}: {value:.2f}" for name, value in PUBLISHED_MEANS.items()]
     atomic_write_text(path, "\n".join(lines) + "\n")
     return path
+
+
+def dropout_costs(lookup: dict, methods, cls: str, n_subsets: int) -> list[str]:
+    """One markdown line per dropout variant in `methods` whose own method is there too: its full-set and
+    mean-of-15 volume Dice against the method without dropout (`lookup`: (method, class, subset) -> row)."""
+    names = {m.name for m in methods}
+    full = subset_name(MODALITIES)
+    lines = []
+    for method in methods:
+        if method.dropout_of not in names:
+            continue
+        parts = []
+        for subset, what in ((full, "full set"), ("mean", f"mean of {n_subsets}")):
+            with_, without = (lookup[(name, cls, subset)]["dice_pct_volume"]
+                              for name in (method.name, method.dropout_of))
+            change = "-" if None in (with_, without) else f"{with_ - without:+.2f}"
+            parts.append(f"{what} {_cell(with_)} vs {_cell(without)} ({change})")
+        lines.append(f"- {method.label} vs {METHODS[method.dropout_of].label}: " + "; ".join(parts))
+    return lines
 
 
 def write_figure(rows, methods, cls, subsets, path: Path) -> Path:
