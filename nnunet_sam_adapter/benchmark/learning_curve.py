@@ -1,7 +1,7 @@
 """The learning-curve points of one benchmark run: its checkpoints inside the run, validated and scored.
 
 An extra evaluation of a run (`RunSpec.evaluations`, added by `--curve-images`): for each requested point
-N below the run's own budget, the checkpoint kept after N training images (the runner's curve checkpoints, `runner.curve_checkpoint`)
+N below the run's own budget, the checkpoint the runner kept after N training images (`runner.curve_checkpoint`)
 is loaded into the run's trainer, nnU-Net validates the fold's validation cases with it into
 RUN_DIR/learning_curve/images_N/validation, and those predictions are scored raw and after nnU-Net's
 postprocessing (determined on them, as for the final row) into OUT/fold_F/evaluation/METHOD/learning_curve/

@@ -7,7 +7,8 @@ import sys
 PROG = "nnUNetv2_sam_check_inputs"
 
 
-def check_or_exit(prog: str, folder: str, dataset: str | None, dataset_json_file: str | None = None) -> tuple[list, dict]:
+def check_or_exit(prog: str, folder: str, dataset: str | None,
+                  dataset_json_file: str | None = None) -> tuple[list, dict]:
     """(case IDs, dataset.json) of a good input folder; else one `prog: error:` line per problem and exit 1."""
     from nnunet_sam_adapter.cli.errors import one_line_errors
     from nnunet_sam_adapter.data.input_check import check_input_folder, load_dataset_json
