@@ -3,6 +3,7 @@
 SAMCrossModal3DTrainer_debug` trains it for a few iterations (nnU-Net's 3D data loader and augmentation) and
 stock `nnUNetv2_predict -c 3d_sam` predicts held-in cases with nnU-Net's 3D sliding window."""
 import json
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -27,6 +28,31 @@ def test_plans_hold_the_3d_configuration_and_its_preprocessed_data(planned_datas
     assert config["data_identifier"] == "nnUNetSAMPlans_3d_sam"
     cases = {p.name.split(".")[0] for p in (preprocessed / "nnUNetSAMPlans_3d_sam").iterdir() if "_seg" not in p.name}
     assert len(cases) == 6, cases  # preprocessed by nnUNetv2_sam_plan_and_preprocess, like 2d
+
+
+_COUNT_FOREGROUND_DRAWS = """
+import numpy as np, torch
+from nnunet_sam_adapter.benchmark.layout import load_plans
+from nnunet_sam_adapter.benchmark.runner import make_trainer
+from nnunet_sam_adapter.methods import METHODS
+from nnunet_sam_adapter.paths import nnunet_dirs
+_, preprocessed, _ = nnunet_dirs("{dataset}")
+method = METHODS["{method}"]
+trainer = make_trainer(method, load_plans(preprocessed, method), preprocessed, 0, torch.device("cpu"))
+trainer.initialize()
+loader = trainer.get_dataloaders()[0].data_loader  # nnU-Net's own 3D data loader (no DA workers)
+np.random.seed(0)
+print("batch", loader.batch_size, "foreground draws", sum(loader.get_do_oversample(0) for _ in range(300)))
+"""
+
+
+def test_a_batch_of_one_stack_is_foreground_centred_a_third_of_the_time(planned_dataset):
+    """nnU-Net forces foreground into the last 33% of a batch, none of a batch of one (the usual 3d_sam
+    batch); the 3D trainer's loader centres each stack on foreground with probability 0.33 instead."""
+    env = {**planned_dataset.env_with_results("ours_3d_sampling"), "nnUNet_n_proc_DA": "0"}
+    out = run([sys.executable, "-c", _COUNT_FOREGROUND_DRAWS.format(dataset=DATASET_ID, method="ours_3d")], env)
+    batch, draws = (int(v) for v in out.split("batch ")[1].split(" foreground draws "))
+    assert batch == 1 and 70 <= draws <= 130, out[-2000:]  # 300 x 0.33 = 99 expected
 
 
 @pytest.mark.slow  # a 3d training + a 3d sliding-window prediction: behind the marker CI runs (make test-all)
