@@ -66,15 +66,18 @@ def test_statistics_pair_each_cases_mean_over_seeds():
     assert summary["ours"]["dice_sd"] == pytest.approx(7.0710678)
 
 
+def _curve_command(out) -> list[str]:
+    return ["nnUNetv2_sam_benchmark", "-d", DATASET_ID, "-f", "0", "--methods", "ours", "nnunet_2d", "--seeds", "2",
+            "--curve-images", "8", "--epochs", "2", "--iterations", "2", "-device", "cpu", "--no-mirroring",
+            "--overlay-cases", "0", "-o", str(out)]
+
+
 @pytest.fixture(scope="module")
 def curve_run(planned_dataset, tmp_path_factory):
     """ours and nnU-Net 2d, 2 seeds, 2 epochs x 2 iterations x batch 4 = 16 images, a curve point at 8."""
     out = tmp_path_factory.mktemp("curves") / "bench"
     env = {**planned_dataset.env_with_results("learning_curves"), "nnUNet_n_proc_DA": "0"}
-    command = ["nnUNetv2_sam_benchmark", "-d", DATASET_ID, "-f", "0", "--methods", "ours", "nnunet_2d",
-               "--seeds", "2", "--curve-images", "8", "--epochs", "2", "--iterations", "2", "-device", "cpu",
-               "--no-mirroring", "--overlay-cases", "0", "-o", str(out)]
-    result = subprocess.run(command, env=env, capture_output=True, text=True, timeout=1800)
+    result = subprocess.run(_curve_command(out), env=env, capture_output=True, text=True, timeout=1800)
     assert result.returncode == 0, (result.stdout + result.stderr)[-4000:]
     return out, env, result.stdout
 
@@ -106,6 +109,22 @@ def test_learning_curve_tables_pool_seeds_and_points(curve_run):
     page = (out / "learning_curves" / "learning_curves.md").read_text()
     assert "± " in page and "pseudo Dice > 0.1" in page
     assert (out / "learning_curves" / "learning_curves.png").stat().st_size > 0
+
+
+@pytest.mark.slow
+def test_the_same_command_again_validates_no_curve_point_again(curve_run):
+    """Idempotent re-run: every run and curve point is reused, no prediction rewritten (the points were made
+    without mirroring; a point's record says so, or the re-run would predict them all again)."""
+    out, env, _ = curve_run
+    from pathlib import Path
+
+    points = sorted(Path(env["nnUNet_results"]).glob("Dataset904_*/*/fold_0/learning_curve/images_8/validation"))
+    assert len(points) == 4
+    before = {f: f.stat().st_mtime_ns for folder in points for f in folder.iterdir()}
+    result = subprocess.run(_curve_command(out), env=env, capture_output=True, text=True, timeout=1800)
+    assert result.returncode == 0, (result.stdout + result.stderr)[-4000:]
+    assert {f: f.stat().st_mtime_ns for folder in points for f in folder.iterdir()} == before
+    assert result.stdout.count(": reused (fold 0") == 4, result.stdout[-4000:]
 
 
 def test_a_failing_learning_curve_report_exits_non_zero_with_one_line(monkeypatch, capsys):

@@ -21,7 +21,10 @@ from nnunet_sam_adapter.methods import METHODS
 from nnunet_sam_adapter.paths import load_json, nnunet_dirs, validation_cases
 from nnunet_sam_adapter.reporting.learning_curves import LEARNING_CURVE_EVALUATION  # noqa: F401 (this function's key)
 from nnunet_sam_adapter.training.budget import images_seen, logged_epoch_seconds
+
 CURVE_FOLDER = "learning_curve"
+# a point's validation seconds and whether it mirrored (a record as validation_complete reads it), in its folder
+POINT_TIMING = "timing.json"
 
 
 def _scores(summary: dict, evaluation_dir, **extra) -> dict:
@@ -32,11 +35,14 @@ def _scores(summary: dict, evaluation_dir, **extra) -> dict:
 
 def _validate_point(result, spec, images: int, checkpoint: Path, folder: Path, cases: list[str],
                     file_ending: str) -> float | None:
-    """nnU-Net's validation with the checkpoint into FOLDER/validation; None when already there."""
+    """nnU-Net's validation with the checkpoint into FOLDER/validation, its seconds and mirroring recorded in
+    FOLDER/timing.json at once; None when already there (predicted after the checkpoint, with spec.mirroring)."""
     import torch
 
-    validation = folder / "validation"
-    done = (validation_complete(folder, cases, file_ending, None, spec.mirroring)
+    from nnunet_sam_adapter.atomic_io import atomic_write_json
+
+    validation, timing = folder / "validation", folder / POINT_TIMING
+    done = (validation_complete(folder, cases, file_ending, load_json(timing), spec.mirroring)
             and (validation / "summary.json").stat().st_mtime > checkpoint.stat().st_mtime)
     if done:
         return None
@@ -46,7 +52,9 @@ def _validate_point(result, spec, images: int, checkpoint: Path, folder: Path, c
                            torch.device(spec.device), spec.seed)
     trainer.load_checkpoint(str(checkpoint))
     trainer.output_folder = str(folder)  # nnU-Net validates into OUTPUT_FOLDER/validation
-    return validate_with_trainer(trainer, spec.mirroring)
+    seconds = validate_with_trainer(trainer, spec.mirroring)
+    atomic_write_json(timing, {"validation_seconds": seconds, "validation_mirroring": spec.mirroring})
+    return seconds
 
 
 def benchmark_learning_curve(result, spec) -> dict:
@@ -80,7 +88,7 @@ def benchmark_learning_curve(result, spec) -> dict:
                                dataset_json=dataset_json, num_processes=spec.num_processes, allow_missing=True,
                                show_progress=False)
         point = {**entry, "validation_seconds": seconds if seconds is not None else
-                 (load_json(folder / "timing.json") or {}).get("validation_seconds"),
+                 (load_json(folder / POINT_TIMING) or {}).get("validation_seconds"),
                  "raw": _scores(raw, evaluation_dir)}
         if postprocess:
             model_dir = run_dir.parent
@@ -88,10 +96,6 @@ def benchmark_learning_curve(result, spec) -> dict:
                                             model_dir / "plans.json", model_dir / "dataset.json",
                                             evaluation_dir / "postprocessed", spec.num_processes)
             point["pp"] = _scores(done["summary"], evaluation_dir / "postprocessed", steps=done["steps"])
-        if seconds is not None:
-            from nnunet_sam_adapter.atomic_io import atomic_write_json
-
-            atomic_write_json(folder / "timing.json", {"validation_seconds": seconds})
         point["evaluation_seconds"] = time.perf_counter() - start
         points[str(n)] = point
     # the final point's training seconds on the points' clock (nnU-Net's epoch times), not the run's wall time
