@@ -182,6 +182,17 @@ def test_extra_prediction_is_an_error_unless_allowed(folders, capsys, tmp_path):
     assert summary["cases"] == ["case_a", "case_b"]
 
 
+def test_named_cases_score_only_those_and_each_must_exist(folders, tmp_path):
+    """One fold's cases in a folder that also holds other folds' predictions."""
+    ref, pred = folders
+    write_label_map(ref / "case_c.nii.gz", reference_case())
+    write_label_map(pred / "case_c.nii.gz", np.zeros((12, 16, 16)))  # another fold's, scores 0
+    summary = evaluate_folders(ref, pred, tmp_path / "out", cases=["case_a", "case_b"], show_progress=False)
+    assert summary["cases"] == ["case_a", "case_b"] and summary["volume"]["label_1"]["dice"]["count"] == 2
+    with pytest.raises(EvaluationError, match="case_d"):
+        evaluate_folders(ref, pred, tmp_path / "out2", cases=["case_a", "case_d"], show_progress=False)
+
+
 @pytest.mark.parametrize(
     "change, expected",
     [

@@ -10,6 +10,7 @@ from __future__ import annotations
 import csv
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -117,15 +118,23 @@ def test_15_subsets_full_set_equals_the_normal_validation(trained):
             "from nnunet_sam_adapter.evaluation.missing_modalities import evaluate_missing_modalities as e; "
             f"m = replace(METHODS['ours_missing'], trainer='trainers.{TRAINER}'); "
             f"e({DATASET_ID}, [m], folds=(0,), output_dir={str(out)!r}, mirroring=True, save_probabilities=True)")
+    # another fold's prediction already in the folder (folds are predicted into one folder per subset): fold 0's
+    # table must not score it
+    gt = Path(env["nnUNet_preprocessed"]) / DATASET_NAME / "gt_segmentations"
+    fold = next(Path(env["nnUNet_results"]).glob(f"{DATASET_NAME}/{TRAINER}__*/fold_0"))
+    validation_cases = {p.name for p in (fold / "validation").glob("*.nii.gz")}
+    other_fold = next(p for p in sorted(gt.glob("*.nii.gz")) if p.name not in validation_cases)
+    (out / "predictions" / "ours_missing" / "T2+FLAIR").mkdir(parents=True)
+    shutil.copy(other_fold, out / "predictions" / "ours_missing" / "T2+FLAIR" / other_fold.name)
     run([sys.executable, "-c", code], env)
     with open(out / "missing_modalities.csv") as f:
         rows = [r for r in csv.DictReader(f) if r["method"] == "ours_missing"]
+    assert {int(r["n_volume"]) for r in rows if r["subset"] != "mean"} == {len(validation_cases)}
     subsets = [r["subset"] for r in rows if r["subset"] != "mean"]
     assert len(subsets) == 15 == len(set(subsets))
     assert {r["subset"] for r in rows} - set(subsets) == {"mean"}
     assert "●" in (out / "missing_modalities.md").read_text() and (out / "missing_modalities.png").stat().st_size
 
-    fold = next(Path(env["nnUNet_results"]).glob(f"{DATASET_NAME}/{TRAINER}__*/fold_0"))
     predictions = out / "predictions" / "ours_missing"
     validations = sorted((fold / "validation").glob("*.nii.gz"))
     assert validations

@@ -55,6 +55,7 @@ def evaluate_folders(
     num_processes: int = 1,
     *,
     allow_missing: bool = False,
+    cases: Sequence[str] | None = None,
     slice_axis: int = 0,
     show_progress: bool = True,
 ) -> dict:
@@ -65,7 +66,8 @@ def evaluate_folders(
     ("label_<value>"). It gives the classes (labels and regions), the "file_ending" and the "ignore"
     label (voxels whose reference is the ignore label count as background in both).
     allow_missing: evaluate the cases present in both folders instead of raising on missing or extra
-    cases. slice_axis: numpy axis of the slice protocol (0 = z, nnU-Net's 2d slicing).
+    cases. cases: evaluate exactly these (each needs a reference and a prediction; other files in the
+    folders are left out), e.g. one fold's validation cases in a folder that holds several folds. slice_axis: numpy axis of the slice protocol (0 = z, nnU-Net's 2d slicing).
     Raises EvaluationError on bad input.
     """
     reference_dir, prediction_dir = Path(reference_dir), Path(prediction_dir)
@@ -73,7 +75,10 @@ def evaluate_folders(
     dataset = _load_dataset_json(dataset_json, prediction_dir)
     file_ending = dataset.get("file_ending", DEFAULT_FILE_ENDING) if dataset else DEFAULT_FILE_ENDING
     ignore_label = dataset.get("labels", {}).get("ignore") if dataset else None
-    cases = _matching_cases(reference_dir, prediction_dir, file_ending, allow_missing)
+    if cases is None:
+        cases = _matching_cases(reference_dir, prediction_dir, file_ending, allow_missing)
+    else:
+        cases = _named_cases(reference_dir, prediction_dir, file_ending, cases)
 
     jobs = [
         (case, reference_dir / f"{case}{file_ending}", prediction_dir / f"{case}{file_ending}") for case in cases
@@ -166,6 +171,17 @@ def _case_ids(folder: Path, file_ending: str, role: str) -> list[str]:
     if not folder.is_dir():
         raise EvaluationError(f"{role} folder {folder} does not exist")
     return sorted(p.name[: -len(file_ending)] for p in folder.iterdir() if p.is_file() and p.name.endswith(file_ending))
+
+
+def _named_cases(reference_dir: Path, prediction_dir: Path, file_ending: str, cases: Sequence[str]) -> list[str]:
+    absent = [str(folder / f"{case}{file_ending}") for case in cases for folder in (reference_dir, prediction_dir)
+              if not (folder / f"{case}{file_ending}").is_file()]
+    if absent:
+        raise EvaluationError(f"{len(absent)} file(s) of the cases to evaluate are missing, expected "
+                              + ", ".join(absent[:5]) + (" ..." if len(absent) > 5 else ""))
+    if not cases:
+        raise EvaluationError(f"no cases to evaluate in {prediction_dir}")
+    return sorted(cases)
 
 
 def _matching_cases(reference_dir: Path, prediction_dir: Path, file_ending: str, allow_missing: bool) -> list[str]:

@@ -149,9 +149,10 @@ def evaluate_missing_modalities(dataset, methods, folds=(0,), output_dir=None, m
             if missing:
                 raise MissingModalityError(f"method {method_name}, subset {subset_name(subset)}: no prediction "
                                            f"for {', '.join(missing)} in {prediction_dir}")
+            # the folder also holds the predictions of folds evaluated earlier: score only these folds' cases
             summary = evaluate_folders(preprocessed / "gt_segmentations", prediction_dir,
                                        output / "evaluation" / method_name / subset_name(subset),
-                                       dataset_json=dataset_json, num_processes=num_processes, allow_missing=True,
+                                       dataset_json=dataset_json, num_processes=num_processes, cases=all_cases,
                                        show_progress=False)
             summaries[method_name][subset_name(subset)] = summary
 
