@@ -20,6 +20,8 @@ networks, the `_short` / `_debug` trainers) is derived from these entries by `me
                     the method trained with modality dropout (missing modalities at inference), made by
                     `with_modality_dropout` for every multi-modal method: ours_missing, ours_plus_missing,
                     early_fusion_missing, nnunet_2d_missing, nnunet_3d_fullres_missing, ...
+    <method>_missing_full50
+                    the same with half the training samples keeping all four modalities
     ours_adapters_0, ours_adapters_all, ours_frozen_stems, ours_adapter_init_default, ours_lr_1e-2,
     ours_concat, ours_refine
                     the ablation of ours: one change each (ABLATIONS, docs/results_real_proxy.md)
@@ -86,6 +88,7 @@ class Method:
     tables: tuple[str, ...] = ()  # the TABLES with a row for it
     table_row: int = 0         # rows are ordered by this, then by registry order (the paper's row order)
     dropout_of: str | None = None  # a `with_modality_dropout` variant: the method it adds modality dropout to
+    dropout_full_set: float = 0.0  # its share of samples that keep all modalities (training/modality_dropout.py)
 
     @property
     def trainer_name(self) -> str:
@@ -187,34 +190,46 @@ METHODS: dict[str, Method] = {m.name: m for m in (
 # `dropout_trainer_name(trainer)` (trainers/missing_modality_trainers.py). Single-modality methods have
 # nothing to drop.
 DROPOUT_SUFFIX = "_missing"
+# The second scheme: half the samples keep all four modalities (beyond the papers, training/modality_dropout.py):
+# `<name>_missing_full50`, trainer `<Trainer>MissingModalityFull50`.
+FULL_SET_SCHEMES = (0.5,)
 # Trainer names of dropout variants that existed before the mechanism (their results folders keep their names).
 _LEGACY_DROPOUT_TRAINERS = {"SAMCrossModalTrainer": "SAMCrossModalMissingModalityTrainer",
                             "SAMEarlyFusionTrainer": "SAMEarlyFusionMissingModalityTrainer"}
 
 
-def dropout_trainer_name(trainer_name: str) -> str:
+def _full_set_suffix(full_set: float) -> str:
+    return f"_full{round(100 * full_set)}" if full_set else ""
+
+
+def dropout_trainer_name(trainer_name: str, full_set: float = 0.0) -> str:
     """The generated modality-dropout trainer of a trainer: `<Trainer>MissingModality` (nnU-Net's
-    nnUNetTrainerMissingModality), two older names kept."""
+    nnUNetTrainerMissingModality), two older names kept; `<Trainer>MissingModalityFull50` for full_set 0.5."""
+    if full_set:
+        return f"{trainer_name}MissingModalityFull{round(100 * full_set)}"
     return _LEGACY_DROPOUT_TRAINERS.get(trainer_name, f"{trainer_name}MissingModality")
 
 
-def with_modality_dropout(method: Method) -> Method:
-    """`method` trained with modality dropout: same network, plans and configuration, its trainer's dropout
-    variant, no table row of its own (the missing-modality table compares them)."""
-    label = f"{method.label} + modality dropout"
-    return Method(f"{method.name}{DROPOUT_SUFFIX}", label, _MISSING_TRAINERS + dropout_trainer_name(method.trainer_name),
+def with_modality_dropout(method: Method, full_set: float = 0.0) -> Method:
+    """`method` trained with modality dropout (`full_set`: the share of samples that keep all modalities):
+    same network, plans and configuration, its trainer's dropout variant, no table row of its own (the
+    missing-modality table compares them)."""
+    label = f"{method.label} + modality dropout" + (f" ({round(100 * full_set)}% full set)" if full_set else "")
+    return Method(f"{method.name}{DROPOUT_SUFFIX}{_full_set_suffix(full_set)}", label,
+                  _MISSING_TRAINERS + dropout_trainer_name(method.trainer_name, full_set),
                   method.plans, method.configuration, deep_supervision=method.deep_supervision,
                   network_options=dict(method.network_options), is_sam=method.is_sam, cross_modal=method.cross_modal,
-                  dropout_of=method.name)
+                  dropout_of=method.name, dropout_full_set=full_set)
 
 
 METHODS.update({variant.name: variant for variant in (
-    with_modality_dropout(m) for m in list(METHODS.values()) if m.name not in MODALITIES)})
+    with_modality_dropout(m, full_set) for m in list(METHODS.values()) if m.name not in MODALITIES
+    for full_set in (0.0, *FULL_SET_SCHEMES))})
 
 
-def dropout_variant(name: str) -> str:
+def dropout_variant(name: str, full_set: float = 0.0) -> str:
     """The registered name of method `name` with modality dropout (ValueError when it has none)."""
-    variant = f"{name}{DROPOUT_SUFFIX}"
+    variant = f"{name}{DROPOUT_SUFFIX}{_full_set_suffix(full_set)}"
     if METHODS.get(variant) is None or METHODS[variant].dropout_of != name:
         raise ValueError(f"method {name} has no modality-dropout variant (single-modality methods have nothing to drop)")
     return variant

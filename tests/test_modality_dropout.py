@@ -12,7 +12,7 @@ from nnunetv2.preprocessing.preprocessors.default_preprocessor import DefaultPre
 from nnunetv2.utilities.plans_handling.plans_handler import PlansManager
 
 from nnunet_sam_adapter.training.modality_dropout import (MISSING_VALUE, ModalityDropoutTransform,
-                                                          expected_drop_rate)
+                                                          expected_drop_rate, expected_full_set_rate)
 from nnunet_sam_adapter.methods import METHODS, dropout_variant
 from nnunet_sam_adapter.model.modalities import MODALITIES
 
@@ -57,6 +57,20 @@ def test_default_rate_makes_the_15_subsets_equally_likely():
     assert chisquare(counts[:15]).pvalue > 1e-3, counts
 
 
+@pytest.mark.parametrize("full_set", [0.0, 0.5])
+def test_the_full_set_share_and_the_other_subsets_equally_likely(full_set):
+    """`_missing_full50`: half the samples keep all four; the other 14 subsets stay equally likely."""
+    n = 6000
+    dropped = _draw(ModalityDropoutTransform(full_set_probability=full_set), n, seed=4)
+    counts = np.bincount(dropped @ (1 << np.arange(4)), minlength=16)
+    expected = expected_full_set_rate(0.5, full_set, 4)
+    assert expected == pytest.approx(8 / 15 if full_set else 1 / 15)
+    assert abs(counts[0] / n - expected) < 4 * np.sqrt(expected * (1 - expected) / n), counts
+    from scipy.stats import chisquare
+
+    assert counts[15] == 0 and chisquare(counts[1:15]).pvalue > 1e-3, counts
+
+
 def test_zero_rate_and_chosen_channels():
     assert not _draw(ModalityDropoutTransform(0.0), 200).any()
     dropped = _draw(ModalityDropoutTransform(0.9, channels=[0, 1]), 500, channels=3)
@@ -72,12 +86,15 @@ def test_every_multimodal_registered_method_can_take_modality_dropout():
             with pytest.raises(ValueError, match="no modality-dropout variant"):
                 dropout_variant(name)
             continue
-        base, variant = METHODS[name], METHODS[dropout_variant(name)]
-        assert (variant.plans, variant.configuration, variant.network_options, variant.dropout_of) == \
-            (base.plans, base.configuration, base.network_options, name)
-        assert issubclass(variant.trainer_class(), base.trainer_class()) and variant.trainer_name != base.trainer_name
+        for full_set in (0.0, 0.5):
+            base, variant = METHODS[name], METHODS[dropout_variant(name, full_set)]
+            assert (variant.plans, variant.configuration, variant.network_options, variant.dropout_of) == \
+                (base.plans, base.configuration, base.network_options, name)
+            trainer = variant.trainer_class()
+            assert issubclass(trainer, base.trainer_class()) and variant.trainer_name != base.trainer_name
+            assert trainer.modality_full_set_probability == variant.dropout_full_set == full_set
     assert {"ours_missing", "early_fusion_missing", "nnunet_2d_missing", "ours_plus_missing",
-            "nnunet_3d_fullres_missing"} <= set(DROPOUT_METHODS)
+            "nnunet_3d_fullres_missing", "ours_plus_missing_full50", "nnunet_2d_missing_full50"} <= set(DROPOUT_METHODS)
 
 
 @pytest.mark.parametrize("method", DROPOUT_METHODS)
@@ -101,6 +118,7 @@ def test_in_training_transforms_only(method):
     assert kinds.count(ModalityDropoutTransform) == 1
     assert kinds.index(ModalityDropoutTransform) == kinds.index(RemoveLabelTansform) - 1
     assert train[kinds.index(ModalityDropoutTransform)].p_drop == trainer.modality_drop_probability
+    assert train[kinds.index(ModalityDropoutTransform)].full_set_probability == METHODS[method].dropout_full_set
     validation = trainer.get_validation_transforms(None).transforms
     assert ModalityDropoutTransform not in [type(t) for t in validation]
     # the plain trainers are untouched
