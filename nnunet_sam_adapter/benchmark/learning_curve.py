@@ -14,6 +14,7 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
+from nnunet_sam_adapter.atomic_io import atomic_write_json
 from nnunet_sam_adapter.benchmark.layout import load_plans
 from nnunet_sam_adapter.benchmark.runner import (CURVE_POINTS, PSEUDO_DICE, curve_checkpoint, make_trainer,
                                                  validate_with_trainer, validation_complete)
@@ -38,8 +39,6 @@ def _validate_point(result, spec, images: int, checkpoint: Path, folder: Path, c
     """nnU-Net's validation with the checkpoint into FOLDER/validation, its seconds and mirroring recorded in
     FOLDER/timing.json at once; None when already there (predicted after the checkpoint, with spec.mirroring)."""
     import torch
-
-    from nnunet_sam_adapter.atomic_io import atomic_write_json
 
     validation, timing = folder / "validation", folder / POINT_TIMING
     done = (validation_complete(folder, cases, file_ending, load_json(timing), spec.mirroring)
