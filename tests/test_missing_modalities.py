@@ -117,7 +117,13 @@ def test_15_subsets_full_set_equals_the_normal_validation(trained):
     code = ("from dataclasses import replace; from nnunet_sam_adapter.methods import METHODS; "
             "from nnunet_sam_adapter.evaluation.missing_modalities import evaluate_missing_modalities as e; "
             f"m = replace(METHODS['ours_missing'], trainer='trainers.{TRAINER}'); "
-            f"e({DATASET_ID}, [m], folds=(0,), output_dir={str(out)!r}, mirroring=True, save_probabilities=True)")
+            f"e({DATASET_ID}, [m], folds=(0,), output_dir={str(out)!r}, mirroring=True, save_probabilities=True, "
+            f"postprocessing={{'ours_missing': {{0: {str(root / 'pp.pkl')!r}}}}})")
+    # a postprocessing choice as nnU-Net writes it (its own function): keep the largest tumour component
+    from batchgenerators.utilities.file_and_folder_operations import save_pickle
+    from nnunetv2.postprocessing.remove_connected_components import (
+        remove_all_but_largest_component_from_segmentation as largest)
+    save_pickle(([largest], [{"labels_or_regions": [1]}]), str(root / "pp.pkl"))
     # another fold's prediction already in the folder (folds are predicted into one folder per subset): fold 0's
     # table must not score it
     gt = Path(env["nnUNet_preprocessed"]) / DATASET_NAME / "gt_segmentations"
@@ -130,6 +136,16 @@ def test_15_subsets_full_set_equals_the_normal_validation(trained):
     with open(out / "missing_modalities.csv") as f:
         rows = [r for r in csv.DictReader(f) if r["method"] == "ours_missing"]
     assert {int(r["n_volume"]) for r in rows if r["subset"] != "mean"} == {len(validation_cases)}
+    # the same subsets after the fold's postprocessing, each file = nnU-Net's own postprocessing of the raw one
+    postprocessed = [r for r in rows if r["variant"] == "postprocessed"]
+    rows = [r for r in rows if r["variant"] == "raw"]
+    assert [r["subset"] for r in postprocessed] == [r["subset"] for r in rows]
+    assert "after nnU-Net's postprocessing" in (out / "missing_modalities.md").read_text()
+    for subset in ("T2+FLAIR", "T1+T1ce+T2+FLAIR"):
+        for case in validation_cases:
+            raw = sitk.GetArrayFromImage(sitk.ReadImage(str(out / "predictions" / "ours_missing" / subset / case)))
+            kept = sitk.GetArrayFromImage(sitk.ReadImage(str(out / "postprocessed" / "ours_missing" / subset / case)))
+            assert np.array_equal(kept, largest(raw, [1])), (subset, case)
     subsets = [r["subset"] for r in rows if r["subset"] != "mean"]
     assert len(subsets) == 15 == len(set(subsets))
     assert {r["subset"] for r in rows} - set(subsets) == {"mean"}

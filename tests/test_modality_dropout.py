@@ -178,7 +178,8 @@ def test_subset_figure_keeps_matplotlib_defaults_after_nnunet_progress_plot(tmp_
         return original(fig, *args, **kwargs)
 
     monkeypatch.setattr(Figure, "savefig", recording_savefig)
-    rows = [{"method": "ours", "subset": subset_name(s), "class": "tumor", "dice_pct_volume": 50.0} for s in SUBSETS]
+    rows = [{"method": "ours", "variant": "raw", "subset": subset_name(s), "class": "tumor", "dice_pct_volume": 50.0}
+            for s in SUBSETS]
     try:
         write_figure(rows, [METHODS["ours"]], "tumor", SUBSETS, tmp_path / "f.png")
     finally:
@@ -195,13 +196,23 @@ def test_subset_table_states_what_dropout_costs_on_the_full_set(tmp_path):
     full = subset_name(MODALITIES)
     # dropout: 60 on the full set, 45 elsewhere; without: 75 on the full set, 30 elsewhere
     scores = {"ours_plus_missing": (60.0, 45.0), "ours_plus": (75.0, 30.0), "nnunet_2d": (70.0, 20.0)}
-    summaries = {m: {subset_name(s): summary(f if subset_name(s) == full else other) for s in SUBSETS}
+    summaries = {(m, "raw"): {subset_name(s): summary(f if subset_name(s) == full else other) for s in SUBSETS}
                  for m, (f, other) in scores.items()}
+    # after postprocessing (ours_plus and its dropout variant only): 72 vs 76 on the full set, 50 vs 35 elsewhere
+    summaries.update({(m, "postprocessed"): {subset_name(s): summary(f if subset_name(s) == full else other)
+                                             for s in SUBSETS}
+                      for m, (f, other) in {"ours_plus_missing": (72.0, 50.0), "ours_plus": (76.0, 35.0)}.items()})
     methods = [METHODS[m] for m in scores]
     text = write_markdown(table_rows(summaries, SUBSETS, ["tumor"]), methods, ["tumor"], SUBSETS,
                           tmp_path / "t.md", "D", [0]).read_text()
+    raw, postprocessed = text.split("## tumor, after nnU-Net's postprocessing")
     mean_with, mean_without = (60 + 14 * 45) / 15, (75 + 14 * 30) / 15
     line = (f"- {METHODS['ours_plus_missing'].label} vs {METHODS['ours_plus'].label}: full set 60.00 vs 75.00 "
             f"(-15.00); mean of 15 {mean_with:.2f} vs {mean_without:.2f} ({mean_with - mean_without:+.2f})")
-    assert line in text.splitlines()
+    assert line in raw.splitlines()
     assert not any(l.startswith(f"- {METHODS['nnunet_2d'].label} vs") for l in text.splitlines())  # no variant
+    mean_with, mean_without = (72 + 14 * 50) / 15, (76 + 14 * 35) / 15
+    line = (f"- {METHODS['ours_plus_missing'].label} vs {METHODS['ours_plus'].label}: full set 72.00 vs 76.00 "
+            f"(-4.00); mean of 15 {mean_with:.2f} vs {mean_without:.2f} ({mean_with - mean_without:+.2f})")
+    assert line in postprocessed.splitlines()
+    assert METHODS["nnunet_2d"].label not in postprocessed  # no postprocessed rows: no column

@@ -233,8 +233,9 @@ def _missing_modalities(args, methods, fold: int, results: dict) -> None:
     """The 15-subset table (evaluation/missing_modalities.py) for the methods trained on every fold."""
     from nnunet_sam_adapter.benchmark.pipeline import output_layout
     from nnunet_sam_adapter.evaluation.missing_modalities import evaluate_missing_modalities
+    from nnunet_sam_adapter.evaluation.postprocessing import postprocessing_choice
     from nnunet_sam_adapter.methods import METHODS
-    from nnunet_sam_adapter.paths import nnunet_dirs
+    from nnunet_sam_adapter.paths import load_json, nnunet_dirs
 
     folds = results.get("folds") or [fold]
     _, _, results_dir = nnunet_dirs(args.d)
@@ -244,9 +245,12 @@ def _missing_modalities(args, methods, fold: int, results: dict) -> None:
         print(f"Missing modalities: {method} skipped (not trained on fold(s) {', '.join(map(str, folds))})")
     if not trained:
         return
-    out = output_layout(results_dir, args.o, None if args.folds is None else folds, fold).root / "missing_modalities"
-    table = evaluate_missing_modalities(args.d, trained, folds=folds, output_dir=out, mirroring=not args.no_mirroring,
-                                        device=args.device, num_processes=args.np)
+    layout = output_layout(results_dir, args.o, None if args.folds is None else folds, fold)
+    # each run's postprocessing choice (the benchmark's, on its full-set validation), applied to every subset too
+    choices = {m: {f: postprocessing_choice(load_json(layout.run_record(m, f))) for f in folds} for m in trained}
+    table = evaluate_missing_modalities(args.d, trained, folds=folds, output_dir=layout.root / "missing_modalities",
+                                        mirroring=not args.no_mirroring, device=args.device, num_processes=args.np,
+                                        postprocessing={m: c for m, c in choices.items() if all(c.values())})
     with open(table["files"]["missing_modalities.md"]) as f:
         print(f.read())
     print("Written:", *table["files"].values(), sep="\n  ")

@@ -124,6 +124,12 @@ def benchmark_postprocessing(result, spec) -> dict:
                         "cases": sorted(summary["cases"])}}
 
 
+def postprocessing_choice(record: Mapping | None) -> str | None:
+    """The postprocessing.pkl nnU-Net chose for a benchmark run (its record), None when it has none."""
+    entry = ((record or {}).get("extra") or {}).get(BENCHMARK_EVALUATION)
+    return None if not entry or "error" in entry or not entry.get("pkl") else entry["pkl"]
+
+
 def postprocessed_record(record: Mapping) -> dict | None:
     """A benchmark run record -> a record of the same run scored after postprocessing (method key
     METHOD_pp, label '... + nnU-Net postprocessing'); None when the run has no postprocessed evaluation."""
