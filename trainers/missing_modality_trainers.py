@@ -22,7 +22,8 @@ from nnunet_sam_adapter.training.modality_dropout import ModalityDropoutTrainerM
 def make_dropout_variant(base: type, full_set: float = 0.0, *, module: str = __name__) -> type:
     """`base` trainer with modality dropout in its training transforms (`full_set`: the share of samples
     that keep all modalities), named by `dropout_trainer_name`."""
-    doc = f"{base.__name__}, trained with modality dropout" + (f", {round(100 * full_set)}% full set." if full_set else ".")
+    share = f", {round(100 * full_set)}% full set" if full_set else ""
+    doc = f"{base.__name__}, trained with modality dropout{share}."
     return type(dropout_trainer_name(base.__name__, full_set), (ModalityDropoutTrainerMixin, base),
                 {"__doc__": doc, "__module__": module, "modality_full_set_probability": full_set})
 

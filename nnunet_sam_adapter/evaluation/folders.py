@@ -67,7 +67,8 @@ def evaluate_folders(
     label (voxels whose reference is the ignore label count as background in both).
     allow_missing: evaluate the cases present in both folders instead of raising on missing or extra
     cases. cases: evaluate exactly these (each needs a reference and a prediction; other files in the
-    folders are left out), e.g. one fold's validation cases in a folder that holds several folds. slice_axis: numpy axis of the slice protocol (0 = z, nnU-Net's 2d slicing).
+    folders are left out), e.g. one fold's validation cases in a folder that holds several folds.
+    slice_axis: numpy axis of the slice protocol (0 = z, nnU-Net's 2d slicing).
     Raises EvaluationError on bad input.
     """
     reference_dir, prediction_dir = Path(reference_dir), Path(prediction_dir)

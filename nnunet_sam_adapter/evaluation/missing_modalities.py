@@ -237,7 +237,8 @@ def table_rows(summaries: dict, subsets, classes) -> list[dict]:
     return rows
 
 
-CSV_COLUMNS = ["method", "variant", "class", "subset", *MODALITIES, "dice_pct_volume", "dice_pct_slice", "n_volume", "n_slice"]
+CSV_COLUMNS = ["method", "variant", "class", "subset", *MODALITIES, "dice_pct_volume", "dice_pct_slice", "n_volume",
+               "n_slice"]
 
 
 def write_csv(rows, path: Path) -> Path:

@@ -40,7 +40,8 @@ def expected_full_set_rate(p_drop: float, full_set_probability: float, n_modalit
     """Probability that a sample keeps every modality: q + (1 - q) (1 - p)^n / (1 - p^n)."""
     if p_drop >= 1:
         return full_set_probability
-    return full_set_probability + (1 - full_set_probability) * (1 - p_drop) ** n_modalities / (1 - p_drop ** n_modalities)
+    kept_all = (1 - p_drop) ** n_modalities / (1 - p_drop ** n_modalities)  # the Bernoulli draw keeps all
+    return full_set_probability + (1 - full_set_probability) * kept_all
 
 
 def expected_drop_rate(p_drop: float, n_modalities: int) -> float:
