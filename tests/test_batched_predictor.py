@@ -206,8 +206,10 @@ def test_command_as_a_module_missing_value():
         "nnUNetv2_sam_predict: error: --tiles-per-batch expects a value (a whole number >= 1)"]
 
 
-def test_command_refuses_a_truncated_input_before_predicting(tmp_path, monkeypatch, capsys):
-    """nnU-Net's reader predicts on a cut .nii.gz without a word; the command names the file and exits 1 first."""
+@pytest.mark.parametrize("form", ["separate", "attached", "equals"])
+def test_command_refuses_a_truncated_input_before_predicting(form, tmp_path, monkeypatch, capsys):
+    """nnU-Net's reader predicts on a cut .nii.gz without a word; the command names the file and exits 1 first,
+    whichever way argparse accepts `-i` and `-d` (`-d 1`, `-d1`, `-d=1`), with `-device` beside them."""
     import numpy as np
     import SimpleITK as sitk
 
@@ -216,11 +218,16 @@ def test_command_refuses_a_truncated_input_before_predicting(tmp_path, monkeypat
                         str(tmp_path / f"CASE_{channel:04d}.nii.gz"))
     flair = tmp_path / "CASE_0001.nii.gz"
     flair.write_bytes(flair.read_bytes()[: flair.stat().st_size // 2])
-    monkeypatch.setattr("nnunet_sam_adapter.data.input_check.load_dataset_json",
-                        lambda dataset, dataset_json=None: (DATASET_JSON, tmp_path / "dataset.json"))
+    def dataset_1(dataset, dataset_json=None):
+        assert str(dataset) == "1", f"-d read as {dataset!r}"
+        return DATASET_JSON, tmp_path / "dataset.json"
+
+    monkeypatch.setattr("nnunet_sam_adapter.data.input_check.load_dataset_json", dataset_1)
     monkeypatch.setattr(predict_from_raw_data, "predict_entry_point", lambda: pytest.fail("predicted on a bad input"))
     with pytest.raises(SystemExit) as exit_info:
-        predict_cli.main(["-i", str(tmp_path), "-o", str(tmp_path / "out"), "-d", "1", "-c", "2d"])
+        given = {"separate": ["-i", str(tmp_path), "-d", "1"], "attached": [f"-i{tmp_path}", "-d1"],
+                 "equals": [f"-i={tmp_path}", "-d=1"]}[form]
+        predict_cli.main([*given, "-o", str(tmp_path / "out"), "-c", "2d", "-device", "cpu"])
     assert exit_info.value.code == 1
     error = capsys.readouterr().err
     assert error.count("\n") == 1 and "CASE_0001.nii.gz" in error and "truncated" in error

@@ -51,8 +51,19 @@ class CommandLinePredictor(BatchedTilePredictor):
         super().__init__(*args, **kwargs)
 
 
+# nnUNetv2_predict's single-dash options that begin with another option's letter: `-device cpu` is not `-d evice`.
+LONGER_OPTIONS = ("-device",)
+
+
 def _value(argv: list[str], flag: str) -> str | None:
-    return next((argv[i + 1] for i, arg in enumerate(argv[:-1]) if arg == flag), None)
+    """The value argparse would give a one-letter `flag`: `-d 501`, `-d501` or `-d=501` (the last one given)."""
+    value = None
+    for i, arg in enumerate(argv):
+        if arg == flag:
+            value = argv[i + 1] if i + 1 < len(argv) else None
+        elif arg.startswith(flag) and not arg.startswith(LONGER_OPTIONS):
+            value = arg[len(flag):].removeprefix("=")
+    return value
 
 
 def refuse_bad_inputs(argv: list[str]) -> None:
