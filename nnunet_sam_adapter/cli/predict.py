@@ -6,6 +6,7 @@ One option of ours, read and removed before nnU-Net parses the rest:
 """
 from __future__ import annotations
 
+import argparse
 import sys
 
 from nnunetv2.inference import predict_from_raw_data
@@ -51,25 +52,23 @@ class CommandLinePredictor(BatchedTilePredictor):
         super().__init__(*args, **kwargs)
 
 
-# nnUNetv2_predict's single-dash options that begin with another option's letter: `-device cpu` is not `-d evice`.
-LONGER_OPTIONS = ("-device",)
-
-
-def _value(argv: list[str], flag: str) -> str | None:
-    """The value argparse would give a one-letter `flag`: `-d 501`, `-d501` or `-d=501` (the last one given)."""
-    value = None
-    for i, arg in enumerate(argv):
-        if arg == flag:
-            value = argv[i + 1] if i + 1 < len(argv) else None
-        elif arg.startswith(flag) and not arg.startswith(LONGER_OPTIONS):
-            value = arg[len(flag):].removeprefix("=")
-    return value
+def _inputs(argv: list[str]) -> tuple[str | None, str | None]:
+    """(-i, -d) as nnU-Net's argparse reads them (`-d 501`, `-d501`, `-d=501`); `-device` is declared so that it
+    is not read as `-d evice`, every other option is left to nnU-Net."""
+    parser = argparse.ArgumentParser(add_help=False, allow_abbrev=False, exit_on_error=False)
+    for flag in ("-i", "-d", "-device"):
+        parser.add_argument(flag)
+    try:
+        known, _ = parser.parse_known_args(argv)
+    except argparse.ArgumentError:
+        return None, None  # e.g. `-d` without a value: nnU-Net's own parser names it
+    return known.i, known.d
 
 
 def refuse_bad_inputs(argv: list[str]) -> None:
     """Checks nnU-Net's `-i` folder against `-d`'s dataset.json first (`nnUNetv2_sam_check_inputs`): nnU-Net's reader
     predicts on a truncated .nii.gz without a word (measured on a real case: exit 0). One line per problem, exit 1."""
-    folder, dataset = _value(argv, "-i"), _value(argv, "-d")
+    folder, dataset = _inputs(argv)
     if folder is None or dataset is None:
         return  # nnU-Net's argparse names what is missing
     from nnunet_sam_adapter.cli.check_inputs import check_or_exit
