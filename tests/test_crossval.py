@@ -5,15 +5,20 @@ from __future__ import annotations
 
 import csv
 import math
+import os
 from pathlib import Path
 
 import numpy as np
 import pytest
+import submitit
 from scipy import stats
 
 from nnunet_sam_adapter.reporting import crossval
 from nnunet_sam_adapter.training.budget import Budget
-from nnunet_sam_adapter.benchmark.executors import ExecutorOptions, slurm_parameters, time_minutes
+from nnunet_sam_adapter.benchmark.executors import (ExecutorOptions, local_gpu_parameters, slurm_parameters,
+                                                    time_minutes)
+from nnunet_sam_adapter.benchmark.layout import BenchmarkError
+from nnunet_sam_adapter.benchmark.runner import RunSpec
 from nnunet_sam_adapter.reporting.figures import flair_channel
 from nnunet_sam_adapter.benchmark.layout import OutputLayout
 from nnunet_sam_adapter.benchmark.collect import collect_runs
@@ -267,3 +272,19 @@ def test_truncated_checkpoint_is_seen_and_checkpoints_are_written_whole(tmp_path
     with pytest.raises(KeyboardInterrupt):
         trainer.save_checkpoint(str(whole))
     assert whole.read_bytes() == before and checkpoint_is_complete(whole)
+
+
+def test_local_runs_see_the_gpus_of_the_benchmark(tmp_path):
+    """submitit's LocalExecutor hides every GPU from its jobs unless told which to show: a `-device cuda` run
+    under --executor local gets the benchmark's own CUDA_VISIBLE_DEVICES (a real local job reports it)."""
+    cuda, cpu = (RunSpec("501", "ours", 0, str(tmp_path), device=d) for d in ("cuda", "cpu"))
+    assert local_gpu_parameters([cpu], {"CUDA_VISIBLE_DEVICES": "0"}) == {}
+    assert local_gpu_parameters([cpu, cuda], {}, device_count=2) == {"gpus_per_node": 2, "visible_gpus": (0, 1)}
+    assert local_gpu_parameters([cuda], {"CUDA_VISIBLE_DEVICES": "3,5"}) == {"gpus_per_node": 2,
+                                                                            "visible_gpus": (3, 5)}
+    assert local_gpu_parameters([cuda], {"CUDA_VISIBLE_DEVICES": ""}) == {"gpus_per_node": 0, "visible_gpus": ()}
+    with pytest.raises(BenchmarkError, match="by index"):
+        local_gpu_parameters([cuda], {"CUDA_VISIBLE_DEVICES": "GPU-8e7c1d2a"})
+    executor = submitit.LocalExecutor(folder=tmp_path / "jobs")
+    executor.update_parameters(timeout_min=2, **local_gpu_parameters([cuda], {"CUDA_VISIBLE_DEVICES": "3,5"}))
+    assert executor.submit(os.getenv, "CUDA_VISIBLE_DEVICES").result() == "3,5"  # the job's own environment

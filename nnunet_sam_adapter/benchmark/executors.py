@@ -22,7 +22,7 @@ import submitit
 from tqdm import tqdm
 
 from nnunet_sam_adapter.training.budget import describe_budget
-from nnunet_sam_adapter.benchmark.layout import OutputLayout
+from nnunet_sam_adapter.benchmark.layout import BenchmarkError, OutputLayout
 from nnunet_sam_adapter.benchmark.runner import RunSpec, run_method_fold
 from nnunet_sam_adapter.atomic_io import atomic_write_json
 from nnunet_sam_adapter.paths import load_json
@@ -141,7 +141,7 @@ def _run_inline(specs: list[RunSpec]) -> dict:
 def _run_local(specs: list[RunSpec], options: ExecutorOptions, layout: OutputLayout) -> dict:
     """Waves of at most max_parallel processes (submitit's LocalExecutor has no array throttle)."""
     executor = submitit.LocalExecutor(folder=layout.jobs_dir / "local")
-    executor.update_parameters(timeout_min=time_minutes(options.slurm_time))
+    executor.update_parameters(timeout_min=time_minutes(options.slurm_time), **local_gpu_parameters(specs))
     errors, running, queue = {}, [], list(specs)
     try:
         _local_waves(executor, queue, running, errors, options.max_parallel, layout)
@@ -150,6 +150,29 @@ def _run_local(specs: list[RunSpec], options: ExecutorOptions, layout: OutputLay
             job.cancel(check=False)
         raise
     return errors
+
+
+def local_gpu_parameters(specs: list[RunSpec], environ=None, device_count=None) -> dict:
+    """submitit's LocalExecutor sets each job's CUDA_VISIBLE_DEVICES to its first `gpus_per_node` GPUs,
+    none by default, which hides the GPU from a `-device cuda` run: the local runs share the GPUs this
+    process sees instead (its CUDA_VISIBLE_DEVICES, else every GPU torch counts)."""
+    if not any(spec.device == "cuda" for spec in specs):
+        return {}
+    environ = os.environ if environ is None else environ
+    visible = environ.get("CUDA_VISIBLE_DEVICES")
+    if visible is None:
+        if device_count is None:
+            import torch
+
+            device_count = torch.cuda.device_count()
+        ids = tuple(range(device_count))
+    else:
+        try:
+            ids = tuple(int(i) for i in visible.split(",") if i.strip())
+        except ValueError:
+            raise BenchmarkError(f"CUDA_VISIBLE_DEVICES={visible}: --executor local passes GPUs to its runs by index; "
+                             f"name them by index (e.g. 0,1), not by UUID") from None
+    return {"gpus_per_node": len(ids), "visible_gpus": ids}
 
 
 def _local_waves(executor, queue: list, running: list, errors: dict, max_parallel: int, layout: OutputLayout) -> None:
