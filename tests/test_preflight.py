@@ -140,6 +140,20 @@ def test_a_good_configuration_passes(own_copy):
               list(range(len(splits))))
 
 
+def test_a_cross_validation_on_part_of_the_split_is_noted():
+    """--folds 0 1 2 of nnU-Net's default 5-fold split validates 12 of 18 cases: the benchmark says so."""
+    from nnunet_sam_adapter.benchmark.layout import fold_coverage_note
+
+    cases = [f"case_{i:02d}" for i in range(18)]
+    five = [{"train": [c for c in cases if c not in cases[i::5]], "val": cases[i::5]} for i in range(5)]
+    three = [{"train": [c for c in cases if c not in cases[i::3]], "val": cases[i::3]} for i in range(3)]
+    assert fold_coverage_note(five, [0, 1, 2]) == (
+        "note: folds 0, 1, 2 of splits_final.json (5 folds) validate 12 of 18 cases; --folds all validates every "
+        "case once, or write a splits_final.json with 3 folds")
+    assert fold_coverage_note(five, [0, 1, 2, 3, 4]) is None and fold_coverage_note(three, [0, 1, 2]) is None
+    assert fold_coverage_note(five, [2]) is None  # one fold is not a cross-validation
+
+
 def test_a_3d_budget_is_reported_in_patches_and_slices():
     """nnunet_3d_fullres beside the 2d methods: one of its 'images' is a [D, H, W] patch."""
     from nnunet_sam_adapter.reporting.tables import budget_cell

@@ -202,6 +202,14 @@ def test_status_names_a_damaged_run(benchmark_out, capsys):
     assert tree_hashes(benchmark_out) == before
 
 
+def test_a_cross_validation_on_part_of_the_split_is_noted(benchmark_out, capsys):
+    splits_file = benchmark_out.parent / "nnUNet_preprocessed" / DATASET / "splits_final.json"
+    splits = json.loads(splits_file.read_text())
+    splits_file.write_text(json.dumps([*splits, {"train": ["c1", "c2", "c3", "c4"], "val": ["c5"]}]))
+    stdout, errors, _ = aggregate(capsys, benchmark_out, 0)
+    assert "note: folds 0, 1 of splits_final.json (3 folds) validate 4 of 5 cases" in stdout and errors == []
+
+
 def test_a_run_never_run_stays_missing(benchmark_out, capsys):
     (benchmark_out / "fold_0" / "runs" / "ours.json").unlink()
     stdout, errors, _ = aggregate(capsys, benchmark_out, 0)

@@ -113,6 +113,20 @@ def ensure_splits(preprocessed: Path, dataset_json: dict) -> list:
     return splits
 
 
+def fold_coverage_note(splits: list, folds: list[int]) -> str | None:
+    """For a cross-validation (2+ folds): a note when the folds validate fewer cases than the split holds,
+    e.g. folds 0 1 2 of nnU-Net's default 5-fold split (written when there is no splits_final.json)."""
+    if len(folds) < 2:
+        return None
+    every = {case for fold in splits for part in ("train", "val") for case in fold.get(part, [])}
+    validated = {case for fold in folds for case in splits[fold].get("val", [])}
+    if len(validated) >= len(every):
+        return None
+    return (f"note: folds {', '.join(map(str, folds))} of splits_final.json ({len(splits)} folds) validate "
+            f"{len(validated)} of {len(every)} cases; --folds all validates every case once, or write a "
+            f"splits_final.json with {len(folds)} folds")
+
+
 def resolve_folds(preprocessed: Path, dataset_json: dict, folds: list) -> list[int]:
     """['all'] -> every fold of splits_final.json; otherwise the integers, checked against it."""
     splits = ensure_splits(preprocessed, dataset_json)

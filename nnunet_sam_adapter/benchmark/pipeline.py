@@ -14,14 +14,15 @@ from pathlib import Path
 
 from nnunet_sam_adapter.training.budget import Budget
 from nnunet_sam_adapter.benchmark.executors import ExecutorOptions, run_specs
-from nnunet_sam_adapter.benchmark.layout import BenchmarkError, OutputLayout, load_plans, resolve_folds, seed_root
+from nnunet_sam_adapter.benchmark.layout import (BenchmarkError, OutputLayout, fold_coverage_note, load_plans,
+                                                 resolve_folds, seed_root)
 from nnunet_sam_adapter.benchmark.collect import collect_runs, damaged_runs
 from nnunet_sam_adapter.benchmark.preflight import preflight
 from nnunet_sam_adapter.reporting.learning_curves import LEARNING_CURVE_EVALUATION
 from nnunet_sam_adapter.benchmark.runner import RunSpec
 from nnunet_sam_adapter.evaluation.postprocessing import with_postprocessed
 from nnunet_sam_adapter.methods import DEFAULT_METHODS, METHODS
-from nnunet_sam_adapter.paths import load_json, nnunet_dirs, raw_images_dir, validation_cases
+from nnunet_sam_adapter.paths import SPLITS_FILE, load_json, load_splits, nnunet_dirs, raw_images_dir, validation_cases
 from nnunet_sam_adapter.reporting.outputs import write_outputs
 
 
@@ -85,7 +86,12 @@ def run_benchmark(settings: BenchmarkSettings) -> dict:
     name, preprocessed, results_dir = nnunet_dirs(s.dataset)
     check_methods(methods, preprocessed)
     dataset_json = load_json(preprocessed / "dataset.json")
+    split_existed = load_splits(preprocessed) is not None
     fold_list = resolve_folds(preprocessed, dataset_json, [s.fold] if folds is None else folds)
+    if not split_existed:
+        print(f"no {SPLITS_FILE} in {preprocessed}: wrote nnU-Net's default split (5 folds, seed 12345)")
+    if note := fold_coverage_note(load_splits(preprocessed), fold_list):
+        print(note)
     # every executor: nothing is dispatched (nor the output folder made) unless every run can read its inputs.
     # --aggregate-only reads finished results only (each checked as it is read, benchmark/collect.py).
     if not s.aggregate_only:
