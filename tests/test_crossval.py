@@ -288,3 +288,19 @@ def test_local_runs_see_the_gpus_of_the_benchmark(tmp_path):
     executor = submitit.LocalExecutor(folder=tmp_path / "jobs")
     executor.update_parameters(timeout_min=2, **local_gpu_parameters([cuda], {"CUDA_VISIBLE_DEVICES": "3,5"}))
     assert executor.submit(os.getenv, "CUDA_VISIBLE_DEVICES").result() == "3,5"  # the job's own environment
+
+
+def test_a_killed_local_run_is_reported_as_killed(tmp_path):
+    """A run whose process is killed (OOM killer, kill -9) leaves no result and no Python error: the failure line
+    says so and names the run's log, not submitit's last output line (a progress bar)."""
+    from nnunet_sam_adapter.benchmark.executors import _error_line
+
+    executor = submitit.LocalExecutor(folder=tmp_path / "jobs")
+    executor.update_parameters(timeout_min=2)
+    job = executor.submit(eval, "__import__('os').kill(__import__('os').getpid(), 9)")  # SIGKILL, as the OOM killer
+    with pytest.raises(submitit.core.utils.UncompletedJobError) as raised:
+        job.result()
+    spec = RunSpec("501", "nnunet_3d_fullres", 0, str(tmp_path / "out"))
+    line = _error_line(spec, raised.value)
+    assert line.startswith("its process ended without a result or a Python error: killed from outside"), line
+    assert line.endswith(f"log: {spec.layout.log_file('nnunet_3d_fullres', 0)}")

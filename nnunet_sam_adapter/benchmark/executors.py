@@ -103,6 +103,11 @@ def _error_line(spec: RunSpec, error: BaseException) -> str:
     state = load_json(spec.layout.run_state(spec.method, spec.fold)) or {}
     if state.get("state") == "failed" and state.get("error"):
         return state["error"]
+    if isinstance(error, submitit.core.utils.UncompletedJobError):
+        # no result and no Python error: the process was killed (the kernel's OOM killer, a scheduler limit,
+        # kill -9); submitit's message ends with whatever the job printed last, often a progress bar.
+        return (f"its process ended without a result or a Python error: killed from outside (out of memory? "
+                f"see dmesg, or sacct on SLURM); log: {spec.layout.log_file(spec.method, spec.fold)}")
     text = str(error).strip().splitlines()
     return f"{type(error).__name__}: {text[-1] if text else ''}"
 
