@@ -175,8 +175,8 @@ def local_gpu_parameters(specs: list[RunSpec], environ=None, device_count=None) 
         try:
             ids = tuple(int(i) for i in visible.split(",") if i.strip())
         except ValueError:
-            raise BenchmarkError(f"CUDA_VISIBLE_DEVICES={visible}: --executor local passes GPUs to its runs by index; "
-                             f"name them by index (e.g. 0,1), not by UUID") from None
+            raise BenchmarkError(f"CUDA_VISIBLE_DEVICES={visible}: --executor local passes GPUs to its runs by "
+                                 f"index; name them by index (e.g. 0,1), not by UUID") from None
     return {"gpus_per_node": len(ids), "visible_gpus": ids}
 
 
