@@ -87,6 +87,40 @@ def test_second_run_reuses_finished_methods(benchmarked):
     assert (benchmarked["out"] / "table1.csv").is_file()
 
 
+def test_rerun_interrupted_while_re_evaluating_keeps_the_finished_record(benchmarked, monkeypatch):
+    """Running the command again re-evaluates each reused run; stopped there (SIGTERM, a time limit), the
+    finished run keeps its record (OUT/runs/METHOD.json): the re-run loses nothing it had."""
+    from nnunet_sam_adapter.benchmark import runner
+    from nnunet_sam_adapter.training.budget import Budget
+
+    for name in ("nnUNet_raw", "nnUNet_preprocessed", "nnUNet_results", "nnUNet_extTrainer"):
+        monkeypatch.setenv(name, str(benchmarked["env"][name]))
+    out = benchmarked["out"]
+    record = out / "runs" / "nnunet_2d.json"
+    before = record.read_text()
+
+    def interrupted(result, spec):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(runner, "evaluate_run", interrupted)
+    spec = runner.RunSpec(DATASET_ID, "nnunet_2d", 0, str(out), single_fold=True, budget=Budget(2, 3),
+                          device="cpu", mirroring=False)
+    with pytest.raises(KeyboardInterrupt):
+        runner.run_method_fold(spec)
+    assert json.loads((out / "runs" / "nnunet_2d.state.json").read_text())["state"] == "failed"
+    assert record.read_text() == before
+    # a run that trains again, or reuses another training than the record's, loses the record at once
+    budget = json.loads(before)["budget"]
+    runner.drop_stale_record(spec, "reuse", budget)
+    assert record.read_text() == before
+    runner.drop_stale_record(spec, "reuse", {**budget, "epochs": budget["epochs"] + 1})
+    assert not record.exists()
+    record.write_text(before)
+    runner.drop_stale_record(spec, "train", budget)
+    assert not record.exists()
+    record.write_text(before)
+
+
 def test_other_budget_on_a_hand_trained_run_is_refused(benchmarked):
     """A run without the benchmark's record (trained with nnUNetv2_train) is never overwritten silently."""
     fold = next(Path(benchmarked["env"]["nnUNet_results"]).glob(

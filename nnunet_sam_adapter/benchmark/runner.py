@@ -302,6 +302,7 @@ def train_and_validate(spec: RunSpec, log_file: Path) -> MethodResult:
     decision = decide(on_disk, budget, spec.retrain)
     if decision.action == "refuse":
         raise BenchmarkError(f"{run_dir} {decision.reason}")
+    drop_stale_record(spec, decision.action, on_disk.found_budget)
     record, device = on_disk.record, torch.device(spec.device)
     file_ending = load_json(preprocessed / "dataset.json")["file_ending"]
     log_file.parent.mkdir(parents=True, exist_ok=True)
@@ -344,6 +345,17 @@ def train_and_validate(spec: RunSpec, log_file: Path) -> MethodResult:
     return MethodResult(method.name, method.label, method.trainer_name, method.plans, method.configuration,
                         spec.fold, str(run_dir), status, budget_used, train_seconds, validation_seconds,
                         str(run_dir / "validation"), resumed_from, spec.seed)
+
+
+def drop_stale_record(spec: RunSpec, action: str, found_budget: dict | None) -> None:
+    """A record in OUT means finished. A run that trains or resumes loses it at once; a reused run keeps the
+    record of the same training (same budget and seed) until its re-evaluation replaces it atomically, so a
+    re-run interrupted while re-evaluating never loses a finished run's result."""
+    path = spec.layout.run_record(spec.method, spec.fold)
+    old = load_json(path)
+    same_training = isinstance(old, dict) and old.get("budget") == found_budget and old.get("seed", 0) == spec.seed
+    if action != "reuse" or not same_training:
+        path.unlink(missing_ok=True)
 
 
 def _write_run_record(run_dir, spec, method, dataset_name, status, budget_used, train_seconds,
@@ -423,8 +435,7 @@ def run_method_fold(spec: RunSpec) -> dict:
     layout = spec.layout
     log_file = layout.log_file(spec.method, spec.fold)
     log_file.parent.mkdir(parents=True, exist_ok=True)  # before anything can fail: the failure is logged there
-    layout.run_record(spec.method, spec.fold).unlink(missing_ok=True)  # a record means finished: this run's
-    write_state(spec, "running")
+    write_state(spec, "running")  # its record (OUT/.../runs/METHOD.json) goes once the decision is made
     try:
         result = train_and_validate(spec, log_file)
         evaluate_run(result, spec)
