@@ -69,6 +69,19 @@ MAX_SEED = 4
 TABLES = ("table1", "table2", "ablation")
 
 
+def _why_missing(path: str) -> str:
+    """Why pydoc.locate found nothing at a dotted class path: the error of importing its module (pydoc hides
+    it, e.g. a sub-package that only exists once the package is installed), or the name the module lacks."""
+    import importlib
+
+    module, _, name = path.rpartition(".")
+    try:
+        importlib.import_module(module)
+    except Exception as error:  # noqa: BLE001 - any import failure is the answer
+        return f"{type(error).__name__}: {error}"
+    return f"{module} has no attribute {name}"
+
+
 @dataclass(frozen=True)
 class Method:
     """One method: an nnU-Net trainer on a plans configuration, and where the benchmark uses it."""
@@ -105,7 +118,7 @@ class Method:
         path = self.trainer if seed == 0 else f"{_SEED_TRAINERS}{self.seed_trainer_name(seed)}"
         found = pydoc.locate(path)
         if found is None:
-            raise ImportError(f"trainer class {path} of method {self.name} cannot be imported")
+            raise ImportError(f"trainer class {path} of method {self.name} cannot be imported: {_why_missing(path)}")
         return found
 
     def seed_trainer_name(self, seed: int = 0) -> str:

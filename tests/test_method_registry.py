@@ -160,3 +160,18 @@ def test_ours_3d_is_a_sam_method_on_the_3d_configuration_with_every_generated_va
         assert issubclass(variant, trainer) and variant.method == "ours_3d"
     for name in ("SAMCrossModal3DTrainer_seed3", "SAMCrossModal3DTrainerMissingModality_debug"):
         assert nnunet_finds(name, trainer_dir()) is not None, name
+
+
+def test_a_trainer_that_cannot_be_imported_names_the_cause():
+    """pydoc.locate answers None for a missing module: the error says which import failed, and why."""
+    from dataclasses import replace
+
+    from nnunet_sam_adapter.methods import METHODS
+
+    missing_module = replace(METHODS["nnunet_2d"], trainer="nnunet_sam_adapter.no_such_subpackage.Trainer")
+    with pytest.raises(ImportError, match="cannot be imported: ModuleNotFoundError: No module named "
+                                          "'nnunet_sam_adapter.no_such_subpackage'"):
+        missing_module.trainer_class()
+    missing_class = replace(METHODS["nnunet_2d"], trainer="nnunet_sam_adapter.methods.NoSuchTrainer")
+    with pytest.raises(ImportError, match="nnunet_sam_adapter.methods has no attribute NoSuchTrainer"):
+        missing_class.trainer_class()
