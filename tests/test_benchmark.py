@@ -135,3 +135,26 @@ def test_other_budget_on_a_hand_trained_run_is_refused(benchmarked):
     reused = run(["nnUNetv2_sam_benchmark", "-d", DATASET_ID, "--methods", "nnunet_2d", *BUDGET, "-o",
                   benchmarked["root"] / "reused", "-device", "cpu", "--overlay-cases", "0"], benchmarked["env"])
     assert "nnunet_2d: reused" in reused
+
+
+def test_run_log_shows_each_line_while_the_run_trains(benchmarked, monkeypatch):
+    """OUT/logs/METHOD.log is what a user tails during a long run: nnU-Net's lines are there as they come."""
+    from nnunet_sam_adapter.benchmark import runner
+    from nnunet_sam_adapter.training.budget import Budget
+
+    for name in ("nnUNet_raw", "nnUNet_preprocessed", "nnUNet_results", "nnUNet_extTrainer"):
+        monkeypatch.setenv(name, str(benchmarked["env"][name]))
+    seen = {}
+
+    def training(trainer, spec, budget, run_dir, resume):
+        print("Epoch time: 1.0 s")
+        seen["log"] = spec.layout.log_file(spec.method, spec.fold).read_text()
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(runner, "_train", training)
+    # seed 1: its own nnU-Net results folder, so the finished runs of the other tests stay as they are
+    spec = runner.RunSpec(DATASET_ID, "nnunet_2d", 0, str(benchmarked["root"] / "log_check"), single_fold=True,
+                          budget=Budget(2, 3), device="cpu", mirroring=False, seed=1)
+    with pytest.raises(KeyboardInterrupt):
+        runner.run_method_fold(spec)
+    assert "Epoch time: 1.0 s" in seen["log"]

@@ -308,7 +308,8 @@ def train_and_validate(spec: RunSpec, log_file: Path) -> MethodResult:
     log_file.parent.mkdir(parents=True, exist_ok=True)
     train_seconds = record.get("train_seconds") if (decision.action == "reuse" and record) else None
     resumed_from, validation_seconds = None, None
-    with open(log_file, "a") as log, contextlib.redirect_stdout(log):
+    # line-buffered: the log shows each of nnU-Net's lines as it is printed (a run takes minutes to hours)
+    with open(log_file, "a", buffering=1) as log, contextlib.redirect_stdout(log):
         if device.type == "cpu":
             torch.set_num_threads(len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else 1)
         if decision.action == "reuse":
