@@ -35,8 +35,8 @@ imports no torch at import time (the CLIs read the registry before deciding to l
 
 from __future__ import annotations
 
+import importlib
 import inspect
-import pydoc
 from dataclasses import dataclass, field
 
 from nnunet_sam_adapter.model.modalities import MODALITIES
@@ -67,19 +67,6 @@ BUDGETS = {"short": (10, 10, 3), "debug": (2, 4, 2)}
 # `--seeds N` trains seeds 0 .. N-1, each in nnU-Net's own results folder of its trainer name.
 MAX_SEED = 4
 TABLES = ("table1", "table2", "ablation")
-
-
-def _why_missing(path: str) -> str:
-    """Why pydoc.locate found nothing at a dotted class path: the error of importing its module (pydoc hides
-    it, e.g. a sub-package that only exists once the package is installed), or the name the module lacks."""
-    import importlib
-
-    module, _, name = path.rpartition(".")
-    try:
-        importlib.import_module(module)
-    except Exception as error:  # noqa: BLE001 - any import failure is the answer
-        return f"{type(error).__name__}: {error}"
-    return f"{module} has no attribute {name}"
 
 
 @dataclass(frozen=True)
@@ -116,10 +103,14 @@ class Method:
         """The nnU-Net trainer class (seed > 0: its `_seed<k>` variant), imported now (trainers import torch
         and nnU-Net)."""
         path = self.trainer if seed == 0 else f"{_SEED_TRAINERS}{self.seed_trainer_name(seed)}"
-        found = pydoc.locate(path)
-        if found is None:
-            raise ImportError(f"trainer class {path} of method {self.name} cannot be imported: {_why_missing(path)}")
-        return found
+        module, _, name = path.rpartition(".")
+        try:
+            return getattr(importlib.import_module(module), name)
+        except ImportError as error:  # the cause, e.g. a sub-package that exists only once the package is installed
+            why = f"{type(error).__name__}: {error}"
+        except AttributeError:
+            why = f"{module} has no attribute {name}"
+        raise ImportError(f"trainer class {path} of method {self.name} cannot be imported: {why}")
 
     def seed_trainer_name(self, seed: int = 0) -> str:
         """The trainer's name for run `seed` of the benchmark: itself for 0, `<Trainer>_seed<k>` for k >= 1."""

@@ -31,6 +31,13 @@ def benchmarked(planned_dataset, tmp_path_factory):
     return {"root": root, "env": env, "out": out, "command": command, "first": first}
 
 
+@pytest.fixture
+def in_benchmark_env(benchmarked, monkeypatch):
+    """This process sees the benchmark's nnU-Net folders (for tests that call the runner in-process)."""
+    for name in ("nnUNet_raw", "nnUNet_preprocessed", "nnUNet_results", "nnUNet_extTrainer"):
+        monkeypatch.setenv(name, str(benchmarked["env"][name]))
+
+
 def test_writes_tables_figures_and_results(benchmarked):
     out = benchmarked["out"]
     for name in ("tables.md", "table1.csv", "table2.csv", "table3.csv", "metrics.png", "overlays.png",
@@ -87,14 +94,12 @@ def test_second_run_reuses_finished_methods(benchmarked):
     assert (benchmarked["out"] / "table1.csv").is_file()
 
 
-def test_rerun_interrupted_while_re_evaluating_keeps_the_finished_record(benchmarked, monkeypatch):
+def test_rerun_interrupted_while_re_evaluating_keeps_the_finished_record(benchmarked, in_benchmark_env, monkeypatch):
     """Running the command again re-evaluates each reused run; stopped there (SIGTERM, a time limit), the
     finished run keeps its record (OUT/runs/METHOD.json): the re-run loses nothing it had."""
     from nnunet_sam_adapter.benchmark import runner
     from nnunet_sam_adapter.training.budget import Budget
 
-    for name in ("nnUNet_raw", "nnUNet_preprocessed", "nnUNet_results", "nnUNet_extTrainer"):
-        monkeypatch.setenv(name, str(benchmarked["env"][name]))
     out = benchmarked["out"]
     record = out / "runs" / "nnunet_2d.json"
     before = record.read_text()
@@ -137,13 +142,11 @@ def test_other_budget_on_a_hand_trained_run_is_refused(benchmarked):
     assert "nnunet_2d: reused" in reused
 
 
-def test_run_log_shows_each_line_while_the_run_trains(benchmarked, monkeypatch):
+def test_run_log_shows_each_line_while_the_run_trains(benchmarked, in_benchmark_env, monkeypatch):
     """OUT/logs/METHOD.log is what a user tails during a long run: nnU-Net's lines are there as they come."""
     from nnunet_sam_adapter.benchmark import runner
     from nnunet_sam_adapter.training.budget import Budget
 
-    for name in ("nnUNet_raw", "nnUNet_preprocessed", "nnUNet_results", "nnUNet_extTrainer"):
-        monkeypatch.setenv(name, str(benchmarked["env"][name]))
     seen = {}
 
     def training(trainer, spec, budget, run_dir, resume):
