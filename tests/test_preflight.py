@@ -1,6 +1,6 @@
 """The benchmark's preflight (issue 19 class 4, issue 22): a split naming a case that does not exist, a
-configuration that is planned but not preprocessed or a SAM checkpoint that does not load stops
-`nnUNetv2_sam_benchmark` before anything trains, one line per problem; and SIGTERM to a running
+configuration that is planned but not preprocessed, a SAM checkpoint that does not load or an `--only` run
+the command does not have stops `nnUNetv2_sam_benchmark` before anything trains, one line per problem; and SIGTERM to a running
 benchmark leaves none of its child processes alive.
 
 The preflight tests stop before any training, on a copy of the session's planned dataset's preprocessed
@@ -138,6 +138,48 @@ def test_a_good_configuration_passes(own_copy):
     splits = ensure_splits(dataset, dataset_json)  # nnU-Net's default split, as the benchmark writes it
     preflight(DATASET_ID, dataset, dataset_json, ["ours", "early_fusion", "T1", "nnunet_2d"],
               list(range(len(splits))))
+
+
+def test_only_names_a_run_the_command_does_not_have_and_stops_before_training(own_copy, tmp_path):
+    """--only with a seed the command's --seeds does not train: one line listing the command's runs."""
+    env, dataset = own_copy
+    cases = _cases(dataset)
+    _write_split(dataset, cases[:4], cases[4:])
+    out = tmp_path / "out"
+    lines = _assert_stopped_before_training(
+        _benchmark(env, "--methods", "nnunet_2d", "T1", "--only", "T1/fold_0/seed_1", "-o", out), env, out)
+    assert len(lines) == 1 and "--only T1/fold_0/seed_1: not among this command's runs" in lines[0], lines
+    assert "(nnunet_2d/fold_0, T1/fold_0)" in lines[0], lines
+
+
+def test_only_dispatches_just_the_named_runs(own_copy, tmp_path, monkeypatch):
+    from nnunet_sam_adapter.benchmark import pipeline
+
+    env, dataset = own_copy
+    cases = _cases(dataset)
+    _write_split(dataset, cases[:4], cases[4:])
+    for name in ("nnUNet_raw", "nnUNet_preprocessed", "nnUNet_results"):
+        monkeypatch.setenv(name, env[name])
+    dispatched = []
+
+    class Dispatched(Exception):
+        pass
+
+    def record(specs, options, layout):
+        dispatched.extend(spec.name for spec in specs)
+        raise Dispatched
+
+    monkeypatch.setattr(pipeline, "run_specs", record)
+    settings = pipeline.BenchmarkSettings(DATASET_ID, ("nnunet_2d", "T1"), folds=(0, 1), seeds=2,
+                                          output_dir=tmp_path / "out", only=("T1/fold_1/seed_1", "nnunet_2d/fold_0"))
+    with pytest.raises(Dispatched):
+        pipeline.run_benchmark(settings)
+    assert dispatched == ["nnunet_2d/fold_0", "T1/fold_1/seed_1"]  # the command's order, nothing else
+    dispatched.clear()
+    with pytest.raises(Dispatched):  # without --only: every run of the command
+        pipeline.run_benchmark(pipeline.BenchmarkSettings(DATASET_ID, ("nnunet_2d", "T1"), folds=(0, 1), seeds=2,
+                                                          output_dir=tmp_path / "out"))
+    assert len(dispatched) == 8
 
 
 def test_a_cross_validation_on_part_of_the_split_is_noted():

@@ -3,7 +3,8 @@ write each fold's tables and figures and, for a cross-validation, the pooled one
 
 `run_benchmark(BenchmarkSettings(dataset, fold=F))` is the one-fold form (its folder is OUT itself);
 `folds=[...]` is the cross-validation (OUT/fold_F per fold). `aggregate_only` skips the runs and reports
-what is finished.
+what is finished; `only` runs some of the command's runs and reports all that are finished (e.g. the
+runs a device machine did not finish, trained here with the same command).
 """
 
 from __future__ import annotations
@@ -63,6 +64,8 @@ class BenchmarkSettings:
     evaluations: tuple = ()
     seeds: int = 1                   # seeds 0 .. N-1 of every (method, fold): seed 0 in OUT, seed K in OUT/seed_K
     curve_images: tuple = ()         # learning-curve points (training images) inside each run
+    only: tuple = ()                 # run names (METHOD/fold_F[/seed_K]) to train or reuse; () = every run.
+    #                                  The reports still read every run of the command that is finished.
 
     def __post_init__(self):
         check_repeats(self.seeds, self.curve_images)
@@ -76,6 +79,18 @@ def check_repeats(seeds: int, curve_images) -> None:
         raise ValueError(f"--seeds must be 1-{MAX_SEED + 1} (seed trainers exist for seeds up to {MAX_SEED}), got {seeds}")
     if any(int(n) < 1 for n in curve_images):
         raise ValueError(f"--curve-images must be positive numbers of training images, got {list(curve_images)}")
+
+
+def only_runs(specs: list[RunSpec], only) -> list[RunSpec]:
+    """The specs named in `only` (all of them when it is empty); a name that is not one of the command's runs
+    is a BenchmarkError before anything runs (e.g. a seed the command's --seeds does not train)."""
+    if not only:
+        return specs
+    names = [spec.name for spec in specs]
+    unknown = [name for name in dict.fromkeys(only) if name not in names]
+    if unknown:
+        raise BenchmarkError(f"--only {' '.join(unknown)}: not among this command's runs ({', '.join(names)})")
+    return [spec for spec in specs if spec.name in set(only)]
 
 
 def run_benchmark(settings: BenchmarkSettings) -> dict:
@@ -97,7 +112,6 @@ def run_benchmark(settings: BenchmarkSettings) -> dict:
     if not s.aggregate_only:
         preflight(name[len("Dataset"):].split("_")[0], preprocessed, dataset_json, methods, fold_list)
     layout = output_layout(results_dir, s.output_dir, None if folds is None else fold_list, s.fold)
-    layout.root.mkdir(parents=True, exist_ok=True)
     seed_layouts = [OutputLayout(seed_root(layout.root, seed), layout.single_fold) for seed in range(s.seeds)]
     # the learning-curve evaluation also gives the seeds report its seconds and pseudo Dice (cheap without points)
     evaluations = tuple(s.evaluations) + ((LEARNING_CURVE_EVALUATION,) if s.curve_images or s.seeds > 1 else ())
@@ -105,9 +119,11 @@ def run_benchmark(settings: BenchmarkSettings) -> dict:
                      s.retrain, s.mirroring, save_every=s.save_every, num_processes=s.num_processes,
                      evaluations=evaluations, seed=seed, curve_images=tuple(sorted(set(map(int, s.curve_images)))))
              for seed, seed_layout in enumerate(seed_layouts) for f in fold_list for method in methods]
-    failed = {} if s.aggregate_only else run_specs(specs, s.executor, layout)
+    to_run = only_runs(specs, s.only)
+    layout.root.mkdir(parents=True, exist_ok=True)
+    failed = {} if s.aggregate_only else run_specs(to_run, s.executor, layout)
     if not s.aggregate_only and not s.executor.wait and s.executor.kind == "slurm":
-        return {"submitted": [spec.name for spec in specs], "failed": failed, "layout": str(layout.root)}
+        return {"submitted": [spec.name for spec in to_run], "failed": failed, "layout": str(layout.root)}
     context = {"dataset": name, "device": s.device, "test_time_mirroring": s.mirroring, "budget": s.budget,
                "preprocessed": preprocessed, "dataset_json": dataset_json, "overlay_cases": s.overlay_cases}
     per_seed = [report(seed_layout, methods, fold_list, context, {}) for seed_layout in seed_layouts]

@@ -87,6 +87,10 @@ def build_parser() -> argparse.ArgumentParser:
                         help="learning curve: keep a checkpoint after N training images inside each run (the end of "
                              "the first epoch reaching N), validate and score it like the final one -> "
                              "OUT/learning_curves/learning_curves.md/.csv/.png (the run's budget is the last point)")
+    parser.add_argument("--only", nargs="+", default=(), metavar="RUN",
+                        help="train (or reuse) only these of the command's runs, named as it prints them: "
+                             "METHOD/fold_F, with /seed_K for seeds K >= 1; the tables still read every finished "
+                             "run of the command (e.g. the runs another machine did not finish)")
     parser.add_argument("-o", default=None, help="output folder (default: $nnUNet_results/DATASET/sam_benchmark, "
                                                  "with -f: .../sam_benchmark/fold_F)")
     parser.add_argument("-device", default="cuda", choices=("cpu", "cuda"), help="default cuda (as nnUNetv2_train)")
@@ -202,7 +206,7 @@ def _benchmark(args, methods, fold: int, budget, options) -> int:
         retrain=args.retrain, mirroring=not args.no_mirroring, overlay_cases=args.overlay_cases,
         num_processes=args.np, executor=options, aggregate_only=args.aggregate_only, save_every=args.save_every,
         evaluations=() if args.no_postprocessing else (BENCHMARK_EVALUATION,), seeds=args.seeds,
-        curve_images=tuple(args.curve_images)))
+        curve_images=tuple(args.curve_images), only=tuple(args.only)))
     if "submitted" in results:
         print(f"Submitted {len(results['submitted'])} run(s); watch them with --status, then --aggregate-only.")
         return 0
