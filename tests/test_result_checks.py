@@ -6,6 +6,7 @@ one line naming the case (or run) and the file, and that the inputs are byte-ide
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -184,6 +185,22 @@ def test_damaged_result_file_is_refused_by_aggregate_only(benchmark_out, capsys,
     runs_and_evaluations = [{k: v for k, v in h.items() if k.startswith(("runs/", "evaluation/"))}
                             for h in (*before, *after)]
     assert runs_and_evaluations[:2] == runs_and_evaluations[2:]  # the result files read are never changed
+
+
+def test_a_damaged_run_of_a_later_seed_is_named_with_its_seed(benchmark_out, capsys):
+    """The failure names the run as the benchmark names it (METHOD/fold_F/seed_K), not seed 0's run."""
+    from nnunet_sam_adapter.cli import benchmark as benchmark_cli
+
+    for fold in ("fold_0", "fold_1"):
+        shutil.copytree(benchmark_out / fold, benchmark_out / "seed_1" / fold)
+    path = _cut_record(benchmark_out / "seed_1")
+    argv = ["-d", "917", "--methods", "ours", "nnunet_2d", "--folds", "0", "1", "--seeds", "2", "-o",
+            str(benchmark_out), "--aggregate-only"]
+    with pytest.raises(SystemExit) as exit_info:
+        benchmark_cli.main(argv)
+    assert exit_info.value.code == 1
+    failed = [line for line in capsys.readouterr().err.splitlines() if "run(s) failed" in line]
+    assert len(failed) == 1 and f"(ours/fold_0/seed_1: damaged: {path}: " in failed[0], failed
 
 
 def test_status_names_a_damaged_run(benchmark_out, capsys):

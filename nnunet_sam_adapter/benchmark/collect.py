@@ -124,7 +124,9 @@ def collect_runs(layout: OutputLayout, methods, folds) -> tuple[dict, dict]:
     return finished, missing
 
 
-def damaged_runs(missing: dict) -> dict:
-    """{'METHOD/fold_F': 'damaged: FILE: ...'} of collect_runs' missing runs whose result files are damaged."""
-    return {f"{method}/fold_{fold}": why for fold, per_method in missing.items()
+def damaged_runs(missing: dict, seed: int = 0) -> dict:
+    """{'METHOD/fold_F[/seed_K]': 'damaged: FILE: ...'} of collect_runs' missing runs (of seed `seed`'s
+    folder) whose result files are damaged; the keys are the runs' names (RunSpec.name)."""
+    suffix = f"/seed_{seed}" if seed else ""
+    return {f"{method}/fold_{fold}{suffix}": why for fold, per_method in missing.items()
             for method, why in per_method.items() if why.startswith(f"{DAMAGED}: ")}

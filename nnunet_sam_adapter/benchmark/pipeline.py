@@ -126,7 +126,8 @@ def run_benchmark(settings: BenchmarkSettings) -> dict:
         return {"submitted": [spec.name for spec in to_run], "failed": failed, "layout": str(layout.root)}
     context = {"dataset": name, "device": s.device, "test_time_mirroring": s.mirroring, "budget": s.budget,
                "preprocessed": preprocessed, "dataset_json": dataset_json, "overlay_cases": s.overlay_cases}
-    per_seed = [report(seed_layout, methods, fold_list, context, {}) for seed_layout in seed_layouts]
+    per_seed = [report(seed_layout, methods, fold_list, context, {}, seed)
+                for seed, seed_layout in enumerate(seed_layouts)]
     results = {**per_seed[0], "failed": {**failed, **{k: v for r in per_seed for k, v in r["failed"].items()}}}
     if s.seeds > 1 or s.curve_images:
         from nnunet_sam_adapter.reporting.learning_curves import write_learning_curves
@@ -151,14 +152,15 @@ def _base_results(context: dict, dataset: str, folds: list[int], cases: list[str
             "sam": sam_description(dataset), "parameters": all_network_parameters(dataset, methods)}
 
 
-def report(layout: OutputLayout, methods, folds: list[int], context: dict, failed: dict) -> dict:
-    """Per-fold outputs, then (for several folds or the --folds form) the pooled ones in OUT/crossval."""
+def report(layout: OutputLayout, methods, folds: list[int], context: dict, failed: dict, seed: int = 0) -> dict:
+    """Per-fold outputs, then (for several folds or the --folds form) the pooled ones in OUT/crossval, of one
+    seed's folder (`layout`, seed `seed`)."""
     from nnunet_sam_adapter.reporting import crossval
     from nnunet_sam_adapter.reporting.figures import write_figures
     from nnunet_sam_adapter.reporting.tables import write_tables
 
     finished, missing = collect_runs(layout, methods, folds)
-    failed = {**failed, **damaged_runs(missing)}  # never reported from, and the command exits non-zero
+    failed = {**failed, **damaged_runs(missing, seed)}  # never reported from, and the command exits non-zero
     dataset = context["dataset"]
     base = _base_results(context, dataset, folds, [], methods)
     fold_results = {}
