@@ -1,6 +1,8 @@
 """ours_plus (beyond the paper): adapters after every block + full-resolution refinement head; starts as the paper's
 network, learns a residual, and the paper's defaults are unchanged."""
+import pytest
 import torch
+import torch.nn.functional as F
 
 from nnunet_sam_adapter.methods import METHODS, OURS_PLUS_OPTIONS, VARIANT_METHODS
 from nnunet_sam_adapter.model.network import SAMCrossModalNetwork
@@ -34,5 +36,47 @@ def test_variant_starts_as_the_paper_network_and_learns_a_residual():
 def test_variant_is_registered_as_an_optional_sam_method():
     from nnunet_sam_adapter.trainers.sam_trainers import SAMCrossModalPlusTrainer, SAMCrossModalTrainer
 
-    assert VARIANT_METHODS == ("ours_plus",) and METHODS["ours_plus"].is_sam
+    from nnunet_sam_adapter.trainers.sam_trainers import SAMCrossModalPlusUp2Trainer
+
+    assert VARIANT_METHODS == ("ours_plus", "ours_plus_up2") and METHODS["ours_plus"].is_sam
     assert SAMCrossModalPlusTrainer.method == "ours_plus" and SAMCrossModalTrainer.method == "ours"
+    assert SAMCrossModalPlusUp2Trainer.method == "ours_plus_up2"
+    assert METHODS["ours_plus_up2"].network_options == {**OURS_PLUS_OPTIONS, "encoder_scale": 2}
+
+
+def _scaled_pair():
+    """ours_plus at S = 32 with the encoder at 2S, and a copy with every weight whose encoder runs at 2S on
+    images the test resizes itself (fp32 pinned)."""
+    torch.manual_seed(0)
+    up2 = SAMCrossModalNetwork(4, 2, backbone="tiny", input_size=32, autocast="off", encoder_scale=2,
+                               **OURS_PLUS_OPTIONS)
+    at_2s = SAMCrossModalNetwork(4, 2, backbone="tiny", input_size=64, autocast="off", **OURS_PLUS_OPTIONS)
+    at_2s.load_state_dict(up2.state_dict())
+    for module in (*up2.adapters, *at_2s.adapters, up2.refine.out, at_2s.refine.out):
+        for p in module.parameters():  # non-zero adapters and refinement: the whole path counts
+            torch.nn.init.normal_(p, std=0.02)
+    at_2s.load_state_dict(up2.state_dict())
+    return up2, at_2s
+
+
+def test_encoder_scale_runs_the_encoder_on_the_resized_stream_images():
+    up2, at_2s = _scaled_pair()
+    x = torch.randn(2, 4, 32, 32)
+    resized = F.interpolate(x, scale_factor=2, mode="bilinear", align_corners=False)
+    embeddings = up2.encode_streams(x)
+    assert embeddings[0].shape[-2:] == at_2s.encode_streams(resized)[0].shape[-2:] == (64 // 16,) * 2
+    for got, want in zip(embeddings, at_2s.encode_streams(resized)):
+        torch.testing.assert_close(got, want)  # stems then resize == resize then stems (both linear)
+    logits = up2(x)
+    assert logits.shape == (2, 2, 32, 32)  # nnU-Net's patch in, nnU-Net's patch out
+    coarse = F.interpolate(at_2s.sam.decode(embeddings[0] + embeddings[1]), size=(32, 32), mode="bilinear",
+                           align_corners=False)
+    torch.testing.assert_close(logits, up2.refine(x, coarse))  # decoded at 2S, refined at S
+
+
+def test_encoder_scale_keeps_the_patch_size_check_and_rejects_bad_scales():
+    up2, _ = _scaled_pair()
+    with pytest.raises(ValueError, match=r"expects input \(B, 4, 32, 32\)"):
+        up2(torch.randn(1, 4, 64, 64))
+    with pytest.raises(ValueError, match="encoder_scale must be a positive integer"):
+        SAMCrossModalNetwork(4, 2, backbone="tiny", input_size=32, encoder_scale=0)

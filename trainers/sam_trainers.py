@@ -99,6 +99,14 @@ class SAMCrossModalPlusTrainer(SAMCrossModalTrainer):
     method = "ours_plus"
 
 
+class SAMCrossModalPlusUp2Trainer(SAMCrossModalTrainer):
+    """Beyond the paper (method `ours_plus_up2`, issue #22): ours_plus with the frozen encoder at twice the
+    patch size (network option `encoder_scale=2`; docs/method.md "Encoder resolution"). Same plans, loss,
+    optimiser and budget; 4x the pixels through the encoder."""
+
+    method = "ours_plus_up2"
+
+
 class SAMCrossModal3DTrainer(SAMCrossModalTrainer):
     """Beyond the paper (method `ours_3d`, issue #18): the paper's network on stacks of D adjacent slices
     with zero-initialised cross-slice adapters (`SAMCrossModal3DNetwork`), trained and predicted by nnU-Net's

@@ -18,6 +18,7 @@ from __future__ import annotations
 from typing import Sequence
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from nnunet_sam_adapter.model.adapter import CrossModalityAdapter, CrossSliceAdapter
@@ -103,14 +104,18 @@ class _SAMSegmentationNetwork(nn.Module):
     input_channels: int
 
     def __init__(self, num_classes: int, backbone: str, input_size: int, checkpoint_blocks: bool,
-                 deep_supervision: bool, attention: str, autocast: str, compile: str | bool):
+                 deep_supervision: bool, attention: str, autocast: str, compile: str | bool,
+                 encoder_scale: int = 1):
         super().__init__()
         if deep_supervision:
             raise ValueError("SAM networks have a single output: train them with deep supervision off "
                              "(the SAM trainers do)")
+        if int(encoder_scale) != encoder_scale or encoder_scale < 1:
+            raise ValueError(f"encoder_scale must be a positive integer, got {encoder_scale}")
         self.backbone_name, self.input_size = backbone, int(input_size)
+        self.encoder_scale = int(encoder_scale)
         self.checkpoint_blocks = bool(checkpoint_blocks)
-        self.sam: SAMBackbone = build_backbone(backbone, self.input_size, num_classes)
+        self.sam: SAMBackbone = build_backbone(backbone, self.input_size * self.encoder_scale, num_classes)
         self.sam.eval()
         self._settings = {}  # the unresolved kwargs (plain dict: not state, not a submodule)
         for name, value in (("attention", attention), ("autocast", autocast), ("compile", compile)):
@@ -225,6 +230,10 @@ class SAMCrossModalNetwork(_SAMSegmentationNetwork):
             parameters' device at build and on `.to()`); 'sam' / 'off' / 'off' is the reference path.
         refine_head: beyond the paper (ours_plus): a full-resolution `RefinementHead` on the decoder's
             logits (False, the default, is the paper's network).
+        encoder_scale: beyond the paper (ours_plus_up2): the two stream images are resized bilinearly
+            to S x encoder_scale before the frozen encoder (built at that size), as SAM resizes every image
+            to the resolution it was trained at; the logits come back to S x S, so nnU-Net's patch, data
+            and outputs are unchanged. 1 (default): the encoder runs at the patch size (the paper: 256).
         adapter_init, trainable_stems, embedding_fusion: the ablation's switches (docs/method.md), the
             defaults being our reading of the paper. 'zero' / 'default': adapter projections start at zero
             or at PyTorch's Linear init; trainable_stems=False freezes the two 1x1 stems at their
@@ -239,9 +248,9 @@ class SAMCrossModalNetwork(_SAMSegmentationNetwork):
                  batched_streams: bool | str = "auto", checkpoint_blocks: bool = False,
                  deep_supervision: bool = False, attention: str = "auto", autocast: str = "auto",
                  compile: str | bool = "auto", refine_head: bool = False, adapter_init: str = "zero",
-                 trainable_stems: bool = True, embedding_fusion: str = "sum"):
+                 trainable_stems: bool = True, embedding_fusion: str = "sum", encoder_scale: int = 1):
         super().__init__(num_classes, backbone, input_size, checkpoint_blocks, deep_supervision,
-                         attention, autocast, compile)
+                         attention, autocast, compile, encoder_scale)
         self.stream_channels = [list(map(int, group)) for group in stream_channels]
         if len(self.stream_channels) != 2 or not all(self.stream_channels):
             raise ValueError(f"stream_channels must be two non-empty channel groups, got {stream_channels}")
@@ -269,18 +278,23 @@ class SAMCrossModalNetwork(_SAMSegmentationNetwork):
                                lambda self, v: self._set_setting("batched_streams", v))
 
     def stream_images(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """(B, C, S, S) -> T1-based and T2-based RGB images, each (B, 3, S, S)."""
-        t1, t2 = (stem(x[:, group]) for stem, group in zip(self.stems, self.stream_channels))
-        return t1, t2
+        """(B, C, S, S) -> T1-based and T2-based RGB images, each (B, 3, S', S'), S' = S x encoder_scale
+        (resized after the 1x1 stems: both maps are linear, so the order does not change the images)."""
+        images = [stem(x[:, group]) for stem, group in zip(self.stems, self.stream_channels)]
+        if self.encoder_scale != 1:
+            images = [F.interpolate(image, scale_factor=self.encoder_scale, mode="bilinear", align_corners=False)
+                      for image in images]
+        return images[0], images[1]
 
     def encode_streams(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """(B, C, S, S) -> the two high-level embeddings after SAM's neck, each (B, d, S/16, S/16)."""
+        """(B, C, S, S) -> the two high-level embeddings after SAM's neck, each (B, d, h, w) on the encoder's
+        grid: h = w = S'/16 for SAM ViT, S'/4 for LiteMedSAM (S' = S x encoder_scale)."""
         self._check_input(x, self.input_channels)
         return self._encode_images(x, slices=1)
 
     def _encode_images(self, x: torch.Tensor, slices: int) -> tuple[torch.Tensor, torch.Tensor]:
         """(N, C, S, S) images (N = stacks x `slices`, slice index fastest; the 2D network: slices = 1) ->
-        the two embeddings, each (N, d, S/16, S/16). After block i: cross-modality adapter i (i < n), then
+        the two embeddings, each (N, d, h, w) (`encode_streams`). After block i: cross-modality adapter i (i < n), then
         `_mix_slices` (identity here; the 3D network's cross-slice adapters)."""
         t1, t2 = self.stream_images(x)
         if self.__dict__["_execution"]["batched_streams"]:
@@ -371,7 +385,7 @@ class SAMCrossModal3DNetwork(SAMCrossModalNetwork):
                          f"(train and predict it with the SAM 3D configuration, -c 3d_sam)")
 
     def encode_streams(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """(B, C, D, S, S) -> the two embeddings of its B*D slices, each (B*D, d, S/16, S/16) (slice fastest)."""
+        """(B, C, D, S, S) -> the two embeddings of its B*D slices, each (B*D, d, h, w) (slice fastest)."""
         self._check_input(x, self.input_channels)
         return self._encode_images(self._slices_as_images(x), slices=x.shape[2])
 

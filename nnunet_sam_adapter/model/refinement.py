@@ -1,9 +1,10 @@
 """Full-resolution refinement head (beyond the paper; used by the `ours_plus` variant).
 
-SAM's mask decoder sees the image only through the encoder's 1/16-resolution embedding (a 4x4 grid
-at a 64 px input) and upsamples its logits 4x, then bilinearly to the input size, so boundaries and
-small blobs are decided on a coarse grid. The head gives the decoder output the full-resolution
-input back, in the spirit of HQ-SAM's fusion of early high-resolution features:
+SAM's mask decoder sees the image only through the encoder's embedding (SAM ViT: 1/16 resolution, a 4x4
+grid at a 64 px input, logits 16x16 before the bilinear upsampling; LiteMedSAM's TinyViT: 1/4, 16x16 at
+64 px, logits at the input resolution), never through the input pixels themselves. The head gives the
+decoder output the full-resolution input back, in the spirit of HQ-SAM's fusion of early high-resolution
+features:
 
     logits = coarse + g(concat(x, coarse))     g: two 3x3 conv + InstanceNorm + LeakyReLU, 1x1 conv -> K
 
