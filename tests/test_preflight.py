@@ -1,7 +1,7 @@
 """The benchmark's preflight (issue 19 class 4, issue 22): a split naming a case that does not exist, a
 configuration that is planned but not preprocessed, a SAM checkpoint that does not load or an `--only` run
-the command does not have stops `nnUNetv2_sam_benchmark` before anything trains, one line per problem; and SIGTERM to a running
-benchmark leaves none of its child processes alive.
+the command does not have stops `nnUNetv2_sam_benchmark` before anything trains, one line per problem; and
+SIGTERM to a running benchmark leaves none of its child processes alive.
 
 The preflight tests stop before any training, on a copy of the session's planned dataset's preprocessed
 folder (their edits never reach the shared one).

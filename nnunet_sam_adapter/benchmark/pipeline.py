@@ -86,11 +86,11 @@ def only_runs(specs: list[RunSpec], only) -> list[RunSpec]:
     is a BenchmarkError before anything runs (e.g. a seed the command's --seeds does not train)."""
     if not only:
         return specs
-    names = [spec.name for spec in specs]
+    names, wanted = [spec.name for spec in specs], set(only)
     unknown = [name for name in dict.fromkeys(only) if name not in names]
     if unknown:
         raise BenchmarkError(f"--only {' '.join(unknown)}: not among this command's runs ({', '.join(names)})")
-    return [spec for spec in specs if spec.name in set(only)]
+    return [spec for spec in specs if spec.name in wanted]
 
 
 def run_benchmark(settings: BenchmarkSettings) -> dict:
