@@ -16,6 +16,7 @@ networks, the `_short` / `_debug` trainers) is derived from these entries by `me
                     (docs/method.md lists the differences)
     ours_plus_up2   beyond the paper (issue #22): ours_plus with the frozen encoder at twice the patch size
                     (the stream images resized 2x before it, as SAM resizes its input; docs/method.md)
+    ours_plus_ft    beyond the paper (issue #22): ours_plus with the SAM image encoder fine-tuned at 0.1 x the lr
     ours_3d         beyond the paper (issue #18): ours on nnU-Net's 3D pipeline (configuration 3d_sam, stacks
                     of D slices) with zero-initialised cross-slice adapters (docs/method.md, "3D context")
     <method>_missing
@@ -134,6 +135,8 @@ class Method:
 OURS_PLUS_OPTIONS = {"adapter_depth": "all", "refine_head": True}
 # ours_plus_up2: ours_plus with the encoder at 2x the patch size (docs/method.md, "Encoder resolution").
 OURS_PLUS_UP2_OPTIONS = {**OURS_PLUS_OPTIONS, "encoder_scale": 2}
+# ours_plus_ft: ours_plus with the SAM image encoder fine-tuned (docs/method.md, "Encoder fine-tuned").
+OURS_PLUS_FT_OPTIONS = {**OURS_PLUS_OPTIONS, "train_encoder": True}
 
 # Table rows, in the paper's order: single modalities, other baselines, early fusion (= "SAM"), nnU-Net,
 # ours, the ablation of ours, ours_plus.
@@ -158,6 +161,9 @@ METHODS: dict[str, Method] = {m.name: m for m in (
     Method("ours_plus_up2", "Ours+, encoder at 2x the patch size (beyond the paper)",
            _SAM_TRAINERS + "SAMCrossModalPlusUp2Trainer", **_SAM, cross_modal=True,
            network_options=OURS_PLUS_UP2_OPTIONS, reference=True, tables=("table2",), table_row=_PLUS_ROW),
+    Method("ours_plus_ft", "Ours+, encoder fine-tuned (beyond the paper)",
+           _SAM_TRAINERS + "SAMCrossModalPlusFineTuneTrainer", **_SAM, cross_modal=True,
+           network_options=OURS_PLUS_FT_OPTIONS, reference=True, tables=("table2",), table_row=_PLUS_ROW),
     Method("early_fusion", "SAM, early fusion", _SAM_TRAINERS + "SAMEarlyFusionTrainer", **_SAM, default=True,
            quick=True, tables=("table1", "table2"), table_row=_EARLY_FUSION_ROW),
     Method("T1", "SAM, T1 only", _SAM_TRAINERS + "SAMSingleModalityT1Trainer", **_SAM, default=True,

@@ -112,7 +112,7 @@ def test_every_list_of_methods_is_derived_from_the_registry_fields():
 def test_the_tables_keep_the_papers_rows():
     assert table_methods("table1") == ("T1", "T1ce", "T2", "FLAIR", "early_fusion", "ours", "ours_plus")
     assert table_methods("table2") == ("swinunetr_2d", "unetr_2d", "early_fusion", "nnunet_2d", "nnunet_3d_fullres",
-                                       "ours", "ours_plus", "ours_plus_up2", "ours_3d")
+                                       "ours", "ours_plus", "ours_plus_up2", "ours_plus_ft", "ours_3d")
     assert table_methods("ablation") == ("ours", *methods.ABLATIONS, "ours_plus")
 
 

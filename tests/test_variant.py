@@ -34,13 +34,15 @@ def test_variant_starts_as_the_paper_network_and_learns_a_residual():
 
 
 def test_variant_is_registered_as_an_optional_sam_method():
-    from nnunet_sam_adapter.trainers.sam_trainers import (SAMCrossModalPlusTrainer, SAMCrossModalPlusUp2Trainer,
-                                                          SAMCrossModalTrainer)
+    from nnunet_sam_adapter.trainers.sam_trainers import (SAMCrossModalPlusFineTuneTrainer, SAMCrossModalPlusTrainer,
+                                                          SAMCrossModalPlusUp2Trainer, SAMCrossModalTrainer)
 
-    assert VARIANT_METHODS == ("ours_plus", "ours_plus_up2") and METHODS["ours_plus"].is_sam
+    assert VARIANT_METHODS == ("ours_plus", "ours_plus_up2", "ours_plus_ft") and METHODS["ours_plus"].is_sam
     assert SAMCrossModalPlusTrainer.method == "ours_plus" and SAMCrossModalTrainer.method == "ours"
     assert SAMCrossModalPlusUp2Trainer.method == "ours_plus_up2"
     assert METHODS["ours_plus_up2"].network_options == {**OURS_PLUS_OPTIONS, "encoder_scale": 2}
+    assert SAMCrossModalPlusFineTuneTrainer.method == "ours_plus_ft"
+    assert METHODS["ours_plus_ft"].network_options == {**OURS_PLUS_OPTIONS, "train_encoder": True}
 
 
 def _scaled_pair():
@@ -78,3 +80,27 @@ def test_encoder_scale_keeps_the_patch_size_check_and_rejects_bad_scales():
         up2(torch.randn(1, 4, 64, 64))
     with pytest.raises(ValueError, match="encoder_scale must be a positive integer"):
         SAMCrossModalNetwork(4, 2, backbone="tiny", input_size=32, encoder_scale=0)
+
+
+def test_fine_tuned_encoder_trains_in_eval_mode_at_a_tenth_of_the_lr():
+    """ours_plus_ft: the encoder's weights get gradients and their own 0.1 x lr group, while the encoder stays
+    in eval mode (SAM's normalisation statistics) and the prompt embedding stays frozen."""
+    import types
+
+    from nnunet_sam_adapter.methods import OURS_PLUS_FT_OPTIONS
+    from nnunet_sam_adapter.trainers.sam_trainers import SAMCrossModalPlusFineTuneTrainer
+
+    torch.manual_seed(0)
+    net = SAMCrossModalNetwork(4, 2, backbone="tiny", input_size=32, autocast="off", **OURS_PLUS_FT_OPTIONS)
+    net.train()
+    assert not net.sam.image_encoder.training and net.refine.training
+    net(torch.randn(2, 4, 32, 32)).square().mean().backward()
+    encoder = list(net.sam.image_encoder.parameters())
+    assert all(p.grad is not None for p in encoder) and any(p.grad.abs().sum() > 0 for p in encoder)
+    assert all(not p.requires_grad for p in net.sam.prompt.parameters())
+    stand_in = types.SimpleNamespace(network=net, lr_scales=SAMCrossModalPlusFineTuneTrainer.lr_scales,
+                                     initial_lr=1e-3, weight_decay=1e-2, num_epochs=5)
+    optimizer, _ = SAMCrossModalPlusFineTuneTrainer.configure_optimizers(stand_in)
+    lr = {id(p): g["lr"] for g in optimizer.param_groups for p in g["params"]}
+    assert all(lr[id(p)] == pytest.approx(1e-4) for p in (*encoder, *net.sam.mask_decoder.parameters()))
+    assert all(lr[id(p)] == pytest.approx(1e-3) for p in (*net.adapters.parameters(), *net.refine.parameters()))

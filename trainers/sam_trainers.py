@@ -107,6 +107,15 @@ class SAMCrossModalPlusUp2Trainer(SAMCrossModalTrainer):
     method = "ours_plus_up2"
 
 
+class SAMCrossModalPlusFineTuneTrainer(SAMCrossModalTrainer):
+    """Beyond the paper (method `ours_plus_ft`, issue #22): ours_plus with the SAM image encoder fine-tuned
+    (network option `train_encoder=True`; docs/method.md "Encoder fine-tuned"). The pretrained encoder trains
+    at 0.1 x the lr, as the pretrained mask decoder does; new parts (adapters, stems, refinement head) at 1e-3."""
+
+    method = "ours_plus_ft"
+    lr_scales = {**SAMCrossModalTrainer.lr_scales, "sam.image_encoder.": 0.1}
+
+
 class SAMCrossModal3DTrainer(SAMCrossModalTrainer):
     """Beyond the paper (method `ours_3d`, issue #18): the paper's network on stacks of D adjacent slices
     with zero-initialised cross-slice adapters (`SAMCrossModal3DNetwork`), trained and predicted by nnU-Net's

@@ -175,8 +175,8 @@ class SAMBackbone(nn.Module):
 
 def _run_block(block: nn.Module, x: torch.Tensor, checkpoint_block: bool) -> torch.Tensor:
     if checkpoint_block and torch.is_grad_enabled() and x.requires_grad:
-        # Frozen blocks hold no trainable weights, so recomputing them in backward trades compute for
-        # activation memory without changing any gradient.
+        # Recomputing a block in backward trades compute for activation memory without changing any
+        # gradient (non-reentrant checkpointing also carries the weights' gradients of a fine-tuned encoder).
         return torch.utils.checkpoint.checkpoint(block, x, use_reentrant=False)
     return block(x)
 

@@ -105,7 +105,7 @@ class _SAMSegmentationNetwork(nn.Module):
 
     def __init__(self, num_classes: int, backbone: str, input_size: int, checkpoint_blocks: bool,
                  deep_supervision: bool, attention: str, autocast: str, compile: str | bool,
-                 encoder_scale: int = 1):
+                 encoder_scale: int = 1, train_encoder: bool = False):
         super().__init__()
         if deep_supervision:
             raise ValueError("SAM networks have a single output: train them with deep supervision off "
@@ -117,6 +117,10 @@ class _SAMSegmentationNetwork(nn.Module):
         self.checkpoint_blocks = bool(checkpoint_blocks)
         self.sam: SAMBackbone = build_backbone(backbone, self.input_size * self.encoder_scale, num_classes)
         self.sam.eval()
+        if train_encoder:
+            # Fine-tuned, yet kept in eval mode (`train`): its normalisation statistics stay SAM's, as a
+            # batch of 4 patches would re-estimate them poorly; its weights train.
+            self.sam.image_encoder.requires_grad_(True)
         self._settings = {}  # the unresolved kwargs (plain dict: not state, not a submodule)
         for name, value in (("attention", attention), ("autocast", autocast), ("compile", compile)):
             self._set_setting(name, value)
@@ -173,7 +177,8 @@ class _SAMSegmentationNetwork(nn.Module):
         return result
 
     def train(self, mode: bool = True):
-        """The frozen encoder stays in eval mode whatever the module's mode (no dropout/stat updates)."""
+        """The encoder (frozen, or fine-tuned with `train_encoder`) stays in eval mode whatever the module's
+        mode (no dropout, no statistics updates)."""
         super().train(mode)
         self.sam.image_encoder.eval()
         self.sam.prompt.eval()
@@ -234,6 +239,8 @@ class SAMCrossModalNetwork(_SAMSegmentationNetwork):
             to S x encoder_scale before the frozen encoder (built at that size), as SAM resizes every image
             to the resolution it was trained at; the logits come back to S x S, so nnU-Net's patch, data
             and outputs are unchanged. 1 (default): the encoder runs at the patch size (the paper: 256).
+        train_encoder: beyond the paper (ours_plus_ft): the SAM image encoder's weights train too (the
+            paper freezes it; False, the default). The prompt embedding stays frozen either way.
         adapter_init, trainable_stems, embedding_fusion: the ablation's switches (docs/method.md), the
             defaults being our reading of the paper. 'zero' / 'default': adapter projections start at zero
             or at PyTorch's Linear init; trainable_stems=False freezes the two 1x1 stems at their
@@ -248,9 +255,10 @@ class SAMCrossModalNetwork(_SAMSegmentationNetwork):
                  batched_streams: bool | str = "auto", checkpoint_blocks: bool = False,
                  deep_supervision: bool = False, attention: str = "auto", autocast: str = "auto",
                  compile: str | bool = "auto", refine_head: bool = False, adapter_init: str = "zero",
-                 trainable_stems: bool = True, embedding_fusion: str = "sum", encoder_scale: int = 1):
+                 trainable_stems: bool = True, embedding_fusion: str = "sum", encoder_scale: int = 1,
+                 train_encoder: bool = False):
         super().__init__(num_classes, backbone, input_size, checkpoint_blocks, deep_supervision,
-                         attention, autocast, compile, encoder_scale)
+                         attention, autocast, compile, encoder_scale, train_encoder)
         self.stream_channels = [list(map(int, group)) for group in stream_channels]
         if len(self.stream_channels) != 2 or not all(self.stream_channels):
             raise ValueError(f"stream_channels must be two non-empty channel groups, got {stream_channels}")
