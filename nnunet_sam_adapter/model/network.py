@@ -92,7 +92,8 @@ def init_class_prior(network: "_SAMSegmentationNetwork", foreground_prior: float
 
 
 class _SAMSegmentationNetwork(nn.Module):
-    """Shared parts: the frozen backbone (kept in eval mode), execution policy, decoding, input check.
+    """Shared parts: the SAM backbone (encoder frozen unless `train_encoder`; kept in eval mode), execution
+    policy, decoding, input check.
 
     Subclasses implement `_logits(x)` and call `_settle_execution()` at the end of `__init__`. The
     execution settings ('auto' or explicit, see `execution`) are resolved for the device of the
