@@ -1,6 +1,6 @@
 """Cached autocast copies of the frozen encoder's weights (model/frozen_casts.py): same outputs as autocast's own
-casts, rebuilt when the weights change, never used for trainable weights or outside autocast. bf16 is pinned
-(autocast explicitly on), whatever the CPU's default."""
+casts, rebuilt when the weights change, never used for trainable weights while autograd records, nor outside
+autocast. bf16 is pinned (autocast explicitly on), whatever the CPU's default."""
 from __future__ import annotations
 
 import pytest
@@ -44,12 +44,35 @@ def test_cached_casts_give_autocasts_outputs_and_follow_weight_changes():
     assert "_cast_cache" not in cached[2].__dict__
 
 
-def test_trainable_weights_are_never_cached():
+def test_trainable_weights_are_cached_only_while_no_gradient_is_recorded():
     plain, cached = frozen_pair()
     cached.requires_grad_(True)
+    x = torch.randn(1, 3, 6, 6)
     with torch.autocast("cpu", dtype=torch.bfloat16):
-        cached(torch.randn(1, 3, 6, 6)).sum().backward()
+        cached(x).sum().backward()
     assert "_cast_cache" not in cached[2].__dict__ and cached[2].weight.grad is not None
+    with torch.autocast("cpu", dtype=torch.bfloat16), torch.no_grad():  # validation / prediction
+        assert torch.equal(cached(x), plain(x))
+    assert cached[2].__dict__["_cast_cache"][1].dtype == torch.bfloat16
+    torch.optim.SGD(cached.parameters(), lr=1.0).step()  # an in-place update: the copy is stale
+    with torch.no_grad():
+        plain.load_state_dict(cached.state_dict())
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            assert torch.equal(cached(x), plain(x))
+
+
+def test_fine_tuned_encoder_predicts_from_cached_copies():
+    """ours_plus_ft (train_encoder): its encoder's weights require grad also when nnU-Net predicts with it."""
+    torch.manual_seed(0)
+    net = SAMCrossModalNetwork(4, 2, "tiny", 32, adapter_depth=2, autocast="bf16", train_encoder=True).eval()
+    x = torch.randn(2, 4, 32, 32)
+    with torch.inference_mode():
+        predicted = net(x)
+    assert any("_cast_cache" in m.__dict__ for m in net.sam.image_encoder.modules())
+    logits = net.train()(x)
+    logits.square().mean().backward()
+    assert all(p.grad is not None for p in net.sam.image_encoder.parameters())
+    assert torch.equal(logits.detach(), predicted)
 
 
 def test_copy_made_while_predicting_serves_a_later_training_step():

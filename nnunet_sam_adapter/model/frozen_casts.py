@@ -6,10 +6,12 @@ frozen SAM encoder (86M parameters for vit_b) was re-cast on every forward: with
 window (one tile per forward, two streams) that was most of a CPU prediction's encoder time.
 
 `use_cached_casts(encoder)` re-classes the encoder's Linear and Conv2d modules (state_dict unchanged)
-so that, while autocast is on for their device and their weight is frozen, they run on a cached copy
-of weight and bias in the autocast dtype. The copy is what autocast would have made (same rounding),
+so that, while autocast is on for their device and their weight is frozen (or trainable, while no
+gradient is recorded: a fine-tuned encoder predicting), they run on a cached copy of weight and bias
+in the autocast dtype. The copy is what autocast would have made (same rounding),
 so outputs are unchanged; it is rebuilt when the weight changes (load_state_dict, `.to()`: the key
-is dtype, storage and version counter). The fp32 parameters stay the ones saved in checkpoints.
+is dtype, storage and version counter; an optimiser step is an in-place update, so it moves the
+counter too). The fp32 parameters stay the ones saved in checkpoints.
 Compiled forwards (torch.compile) bypass the cache and let autocast cast as usual.
 """
 
@@ -24,8 +26,10 @@ def _cast_weights(module: nn.Module) -> tuple[torch.Tensor, torch.Tensor | None]
     """(weight, bias) to compute with: the cached autocast-dtype copies when they apply, else the parameters."""
     weight, bias = module.weight, module.bias
     device = weight.device.type
-    if (weight.requires_grad or (bias is not None and bias.requires_grad) or torch.compiler.is_compiling()
-            or not torch.is_autocast_enabled(device)):
+    # Trainable weights (ours_plus_ft's encoder) need autocast's own, differentiable cast while autograd
+    # records; under no_grad / inference_mode (validation, prediction) they are cached like frozen ones.
+    recording = torch.is_grad_enabled() and (weight.requires_grad or (bias is not None and bias.requires_grad))
+    if recording or torch.compiler.is_compiling() or not torch.is_autocast_enabled(device):
         return weight, bias
     dtype = torch.get_autocast_dtype(device)
     if weight.dtype == dtype:
