@@ -59,6 +59,9 @@ def test_trainable_weights_are_cached_only_while_no_gradient_is_recorded():
         plain.load_state_dict(cached.state_dict())
         with torch.autocast("cpu", dtype=torch.bfloat16):
             assert torch.equal(cached(x), plain(x))
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        cached(x).sum().backward()  # the next training step frees the copy (an optimiser step would stale it)
+    assert "_cast_cache" not in cached[2].__dict__
 
 
 def test_fine_tuned_encoder_predicts_from_cached_copies():

@@ -29,7 +29,10 @@ def _cast_weights(module: nn.Module) -> tuple[torch.Tensor, torch.Tensor | None]
     # Trainable weights (ours_plus_ft's encoder) need autocast's own, differentiable cast while autograd
     # records; under no_grad / inference_mode (validation, prediction) they are cached like frozen ones.
     recording = torch.is_grad_enabled() and (weight.requires_grad or (bias is not None and bias.requires_grad))
-    if recording or torch.compiler.is_compiling() or not torch.is_autocast_enabled(device):
+    if recording:
+        module.__dict__.pop("_cast_cache", None)  # the next optimiser step makes it stale: free it now
+        return weight, bias
+    if torch.compiler.is_compiling() or not torch.is_autocast_enabled(device):
         return weight, bias
     dtype = torch.get_autocast_dtype(device)
     if weight.dtype == dtype:
