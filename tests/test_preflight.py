@@ -129,6 +129,31 @@ def test_checkpoint_named_by_the_plans_must_load(own_copy):
     assert problems[0].startswith("method ours (nnUNetSAMPlans 2d)"), problems
 
 
+def test_a_truncated_plans_file_is_named_and_the_parameters_report_leaves_its_rows_out(own_copy):
+    """A plans file cut short (a copy interrupted mid-write): the preflight names it and says what to run; the
+    Table 3 report (reporting/parameters.py, called after a benchmark's training) drops its rows, never raises."""
+    from nnunet_sam_adapter.benchmark.preflight import PreflightError, preflight
+    from nnunet_sam_adapter.methods import METHODS
+    from nnunet_sam_adapter.reporting.parameters import _plans
+
+    env, dataset = own_copy
+    cases = _cases(dataset)
+    _write_split(dataset, cases[:4], cases[4:])
+    plans_file = dataset / "nnUNetSAMPlans.json"
+    text = plans_file.read_text()
+    plans_file.write_text(text[: len(text) // 2])
+    dataset_json = json.loads((dataset / "dataset.json").read_text())
+    with pytest.raises(PreflightError) as raised:
+        preflight(DATASET_ID, dataset, dataset_json, ["ours", "nnunet_2d"], [0])
+    problems = raised.value.problems
+    assert len(problems) == 1 and str(plans_file) in problems[0], problems
+    assert "nnUNetv2_sam_plan_and_preprocess" in problems[0], problems
+    assert _plans(dataset, METHODS["ours"]) is None
+    assert _plans(dataset, METHODS["nnunet_2d"])["configurations"]["2d"]
+    plans_file.write_text("[]")  # JSON, but not nnU-Net plans
+    assert _plans(dataset, METHODS["ours"]) is None
+
+
 def test_a_good_configuration_passes(own_copy):
     from nnunet_sam_adapter.benchmark.layout import ensure_splits
     from nnunet_sam_adapter.benchmark.preflight import preflight

@@ -68,8 +68,8 @@ def load_plans(preprocessed: Path, method: Method) -> dict:
                else f"nnUNetv2_sam_plan_and_preprocess -d ID ... --stock {method.configuration}")
         raise BenchmarkError(f"method {method.name} needs plans {plans_file}: run {how}")
     plans = load_json(plans_file)
-    if plans is None:
-        raise BenchmarkError(f"{plans_file} is not readable JSON: re-run nnUNetv2_sam_plan_and_preprocess")
+    if not isinstance(plans, dict) or not isinstance(plans.get("configurations"), dict):
+        raise BenchmarkError(f"{plans_file} is not readable nnU-Net plans JSON: re-run nnUNetv2_sam_plan_and_preprocess")
     if method.configuration not in plans["configurations"]:
         raise BenchmarkError(f"method {method.name} needs configuration {method.configuration} in {plans_file}: "
                              f"run nnUNetv2_sam_plan_and_preprocess -d ID ... --stock {method.configuration}")
