@@ -16,6 +16,7 @@ from nnunet_sam_adapter.trainers.sam_trainers import (
     SAMCrossModalTrainer,
     SAMEarlyFusionTrainer,
 )
+from optimizer_stand_in import optimizer_of
 from sam_checkpoint_factory import write_tiny_sam_checkpoint
 
 
@@ -102,9 +103,7 @@ def test_bad_prior_and_old_checkpoints(checkpoint):
 def _optimizer_of(trainer: type, warmup_iterations: int = 0):
     torch.manual_seed(0)
     net = SAMCrossModalNetwork(4, 2, "tiny", 32, adapter_depth=2)
-    stand_in = types.SimpleNamespace(network=net, lr_scales=trainer.lr_scales, initial_lr=1e-3, weight_decay=1e-2,
-                                     num_epochs=5, current_epoch=0, warmup_iterations=warmup_iterations)
-    stand_in.optimizer, scheduler = trainer.configure_optimizers(stand_in)
+    stand_in, scheduler = optimizer_of(trainer, net, warmup_iterations)
     return net, stand_in, scheduler
 
 

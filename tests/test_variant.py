@@ -85,7 +85,7 @@ def test_encoder_scale_keeps_the_patch_size_check_and_rejects_bad_scales():
 def test_fine_tuned_encoder_trains_in_eval_mode_at_a_tenth_of_the_lr():
     """ours_plus_ft: the encoder's weights get gradients and their own 0.1 x lr group, while the encoder stays
     in eval mode (SAM's normalisation statistics) and the prompt embedding stays frozen."""
-    import types
+    from optimizer_stand_in import optimizer_of
 
     from nnunet_sam_adapter.methods import OURS_PLUS_FT_OPTIONS
     from nnunet_sam_adapter.trainers.sam_trainers import SAMCrossModalPlusFineTuneTrainer
@@ -98,9 +98,7 @@ def test_fine_tuned_encoder_trains_in_eval_mode_at_a_tenth_of_the_lr():
     encoder = list(net.sam.image_encoder.parameters())
     assert all(p.grad is not None for p in encoder) and any(p.grad.abs().sum() > 0 for p in encoder)
     assert all(not p.requires_grad for p in net.sam.prompt.parameters())
-    stand_in = types.SimpleNamespace(network=net, lr_scales=SAMCrossModalPlusFineTuneTrainer.lr_scales,
-                                     initial_lr=1e-3, weight_decay=1e-2, num_epochs=5)
-    optimizer, _ = SAMCrossModalPlusFineTuneTrainer.configure_optimizers(stand_in)
-    lr = {id(p): g["lr"] for g in optimizer.param_groups for p in g["params"]}
+    stand_in, _ = optimizer_of(SAMCrossModalPlusFineTuneTrainer, net)
+    lr = {id(p): g["lr"] for g in stand_in.optimizer.param_groups for p in g["params"]}
     assert all(lr[id(p)] == pytest.approx(1e-4) for p in (*encoder, *net.sam.mask_decoder.parameters()))
     assert all(lr[id(p)] == pytest.approx(1e-3) for p in (*net.adapters.parameters(), *net.refine.parameters()))
