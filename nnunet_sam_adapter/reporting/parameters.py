@@ -9,18 +9,17 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from nnunet_sam_adapter.benchmark.layout import BenchmarkError, load_plans
 from nnunet_sam_adapter.methods import ABLATIONS, METHODS, SAM_PLANS_NAME, Method
 from nnunet_sam_adapter.paths import load_json, nnunet_dirs
 
 
 def _plans(preprocessed: Path, method: Method) -> dict | None:
-    """The method's plans (`benchmark.layout.load_plans`), None when the file or its configuration does not
-    exist (the benchmark says how to write them; a report leaves the row out)."""
-    try:
-        return load_plans(preprocessed, method)
-    except BenchmarkError:
+    """The method's plans, None when the file or its configuration does not exist (the benchmark says how
+    to write them; a report leaves the row out)."""
+    plans = load_json(preprocessed / f"{method.plans}.json")
+    if not isinstance(plans, dict) or method.configuration not in plans.get("configurations", {}):
         return None
+    return plans
 
 
 def network_parameters(method: Method, dataset: int | str) -> dict | None:
