@@ -150,7 +150,10 @@ def test_a_truncated_plans_file_is_named_and_the_parameters_report_leaves_its_ro
     assert "nnUNetv2_sam_plan_and_preprocess" in problems[0], problems
     assert _plans(dataset, METHODS["ours"]) is None
     assert _plans(dataset, METHODS["nnunet_2d"])["configurations"]["2d"]
-    plans_file.write_text("[]")  # JSON, but not nnU-Net plans
+    plans_file.write_text("[]")  # JSON, but not nnU-Net plans: the same one line, not a TypeError
+    with pytest.raises(PreflightError) as raised:
+        preflight(DATASET_ID, dataset, dataset_json, ["ours", "nnunet_2d"], [0])
+    assert len(raised.value.problems) == 1 and str(plans_file) in raised.value.problems[0], raised.value.problems
     assert _plans(dataset, METHODS["ours"]) is None
 
 
