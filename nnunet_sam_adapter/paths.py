@@ -31,6 +31,12 @@ def load_json(path: str | Path) -> dict | list | None:
         return None
 
 
+def load_plans_json(path: str | Path) -> dict | None:
+    """An nnU-Net plans file, None when it is missing, not valid JSON or not plans (no 'configurations' dict)."""
+    plans = load_json(path)
+    return plans if isinstance(plans, dict) and isinstance(plans.get("configurations"), dict) else None
+
+
 def nnunet_dirs(dataset: int | str) -> tuple[str, Path, Path]:
     """(dataset name, preprocessed folder, results folder) from nnU-Net's env vars."""
     from nnunetv2.paths import nnUNet_preprocessed, nnUNet_results

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from nnunet_sam_adapter.methods import SAM_PLANS_NAME, Method
-from nnunet_sam_adapter.paths import SPLITS_FILE, load_json, load_splits
+from nnunet_sam_adapter.paths import SPLITS_FILE, load_plans_json, load_splits
 
 
 class BenchmarkError(RuntimeError):
@@ -67,8 +67,8 @@ def load_plans(preprocessed: Path, method: Method) -> dict:
         how = ("nnUNetv2_sam_plan_and_preprocess -d ID ..." if method.plans == SAM_PLANS_NAME
                else f"nnUNetv2_sam_plan_and_preprocess -d ID ... --stock {method.configuration}")
         raise BenchmarkError(f"method {method.name} needs plans {plans_file}: run {how}")
-    plans = load_json(plans_file)
-    if not isinstance(plans, dict) or not isinstance(plans.get("configurations"), dict):
+    plans = load_plans_json(plans_file)
+    if plans is None:
         raise BenchmarkError(f"{plans_file} is not readable nnU-Net plans JSON: re-run nnUNetv2_sam_plan_and_preprocess")
     if method.configuration not in plans["configurations"]:
         raise BenchmarkError(f"method {method.name} needs configuration {method.configuration} in {plans_file}: "

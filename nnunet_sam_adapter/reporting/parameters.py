@@ -10,14 +10,14 @@ from __future__ import annotations
 from pathlib import Path
 
 from nnunet_sam_adapter.methods import ABLATIONS, METHODS, SAM_PLANS_NAME, Method
-from nnunet_sam_adapter.paths import load_json, nnunet_dirs
+from nnunet_sam_adapter.paths import load_json, load_plans_json, nnunet_dirs
 
 
 def _plans(preprocessed: Path, method: Method) -> dict | None:
     """The method's plans, None when the file or its configuration does not exist (the benchmark says how
     to write them; a report leaves the row out)."""
-    plans = load_json(preprocessed / f"{method.plans}.json")
-    if not isinstance(plans, dict) or method.configuration not in plans.get("configurations", {}):
+    plans = load_plans_json(preprocessed / f"{method.plans}.json")
+    if plans is None or method.configuration not in plans["configurations"]:
         return None
     return plans
 
