@@ -129,14 +129,17 @@ def test_checkpoint_named_by_the_plans_must_load(own_copy):
     assert problems[0].startswith("method ours (nnUNetSAMPlans 2d)"), problems
 
 
-def test_a_truncated_plans_file_is_named_and_the_parameters_report_leaves_its_rows_out(own_copy):
+def test_a_truncated_plans_file_is_named_and_the_parameters_report_leaves_its_rows_out(own_copy, monkeypatch):
     """A plans file cut short (a copy interrupted mid-write): the preflight names it and says what to run; the
     Table 3 report (reporting/parameters.py, called after a benchmark's training) drops its rows, never raises."""
     from nnunet_sam_adapter.benchmark.preflight import PreflightError, preflight
     from nnunet_sam_adapter.methods import METHODS
-    from nnunet_sam_adapter.reporting.parameters import _plans
+    from nnunet_sam_adapter.reporting.parameters import _plans, sam_description
 
     env, dataset = own_copy
+    for name, value in env.items():  # nnU-Net 2.8 reads its folder variables when used, not at import
+        monkeypatch.setenv(name, value)
+    assert sam_description(DATASET_ID)["backbone"]
     cases = _cases(dataset)
     _write_split(dataset, cases[:4], cases[4:])
     plans_file = dataset / "nnUNetSAMPlans.json"
@@ -149,12 +152,16 @@ def test_a_truncated_plans_file_is_named_and_the_parameters_report_leaves_its_ro
     assert len(problems) == 1 and str(plans_file) in problems[0], problems
     assert "nnUNetv2_sam_plan_and_preprocess" in problems[0], problems
     assert _plans(dataset, METHODS["ours"]) is None
+    assert sam_description(DATASET_ID) is None  # a stock-only benchmark's report step: no SAM row, no raise
     assert _plans(dataset, METHODS["nnunet_2d"])["configurations"]["2d"]
     plans_file.write_text("[]")  # JSON, but not nnU-Net plans: the same one line, not a TypeError
     with pytest.raises(PreflightError) as raised:
         preflight(DATASET_ID, dataset, dataset_json, ["ours", "nnunet_2d"], [0])
     assert len(raised.value.problems) == 1 and str(plans_file) in raised.value.problems[0], raised.value.problems
     assert _plans(dataset, METHODS["ours"]) is None
+    assert sam_description(DATASET_ID) is None
+    plans_file.write_text('{"configurations": {"3d_fullres": {}}}')  # plans, but without the SAM 2d configuration
+    assert sam_description(DATASET_ID) is None
 
 
 def test_a_good_configuration_passes(own_copy):

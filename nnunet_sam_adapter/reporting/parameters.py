@@ -66,12 +66,12 @@ def all_network_parameters(dataset: int | str, run_methods=()) -> dict[str, dict
 
 
 def sam_description(dataset: int | str) -> dict | None:
-    """Backbone and weights of the SAM plans (None without SAM plans)."""
+    """Backbone and weights of the SAM plans (None without readable SAM plans with a 2d configuration)."""
     from nnunet_sam_adapter.model.checkpoints import default_checkpoint
 
     _, preprocessed, _ = nnunet_dirs(dataset)
-    plans = load_json(preprocessed / f"{SAM_PLANS_NAME}.json")
-    if not plans:
+    plans = load_plans_json(preprocessed / f"{SAM_PLANS_NAME}.json")
+    if plans is None or "2d" not in plans["configurations"]:  # missing, cut short or not plans: no SAM row
         return None
     sam = plans["configurations"]["2d"].get("sam", {})
     weights = sam.get("checkpoint") or default_checkpoint(sam.get("backbone", ""))
