@@ -137,3 +137,16 @@ def test_a_failing_learning_curve_report_exits_non_zero_with_one_line(monkeypatc
     args = cli.build_parser().parse_args(["-d", "1", "--seeds", "2", "-device", "cpu"])
     assert cli._benchmark(args, ["ours"], 0, None, None) == 1
     assert "learning curves not written (ValueError: broken figure)" in capsys.readouterr().err
+
+
+def test_the_figure_title_says_how_many_seeds_its_points_average():
+    """A one-seed run's figure claims no sd over seeds (its points are single runs)."""
+    from nnunet_sam_adapter.reporting.learning_curves import figure_title
+
+    def rows(*seeds):
+        return [{"variant": "pp", "seeds": n} for n in seeds]
+
+    assert figure_title(rows(1, 1)) == "after nnU-Net's postprocessing; one seed, no sd"
+    assert figure_title(rows(2, 2)) == "after nnU-Net's postprocessing; mean ± sd over 2 seeds"
+    assert figure_title(rows(4, 2)) == "after nnU-Net's postprocessing; mean ± sd over 2-4 seeds"
+    assert figure_title([{"variant": "raw", "seeds": 1}]) == "raw; one seed, no sd"

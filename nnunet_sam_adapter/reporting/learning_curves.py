@@ -241,6 +241,15 @@ def markdown(summary: list[dict], stats: list[dict], plateau: dict, left_out: li
     return "\n".join(lines + [""])
 
 
+def figure_title(rows: list[dict]) -> str:
+    """The figure's title: its variant and how many seeds its points average (a one-seed figure has no sd)."""
+    variant = "after nnU-Net's postprocessing" if rows[0]["variant"] == "pp" else "raw"
+    fewest, most = min(r["seeds"] for r in rows), max(r["seeds"] for r in rows)
+    if most == 1:
+        return f"{variant}; one seed, no sd"
+    return f"{variant}; mean ± sd over {fewest if fewest == most else f'{fewest}-{most}'} seeds"
+
+
 def figure(summary: list[dict], path: Path) -> None:
     """Volume Dice and HD95 after postprocessing against training images, one line per method (sd bars)."""
     from nnunet_sam_adapter.reporting.figures import _atomic_savefig, _pyplot
@@ -261,7 +270,7 @@ def figure(summary: list[dict], path: Path) -> None:
         ax.set_xlabel("training images seen")
         ax.grid(alpha=0.3)
     axes[0].legend(fontsize=8)
-    fig.suptitle("after nnU-Net's postprocessing; mean ± sd over seeds" if rows[0]["variant"] == "pp" else "raw")
+    fig.suptitle(figure_title(rows))
     _atomic_savefig(fig, path)
     plt.close(fig)
 
