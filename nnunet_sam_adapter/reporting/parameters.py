@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from nnunet_sam_adapter.methods import ABLATIONS, METHODS, SAM_PLANS_NAME, Method
+from nnunet_sam_adapter.methods import ABLATIONS, METHODS, Method
 from nnunet_sam_adapter.paths import load_json, load_plans_json, nnunet_dirs
 
 
@@ -70,8 +70,8 @@ def sam_description(dataset: int | str) -> dict | None:
     from nnunet_sam_adapter.model.checkpoints import default_checkpoint
 
     _, preprocessed, _ = nnunet_dirs(dataset)
-    plans = load_plans_json(preprocessed / f"{SAM_PLANS_NAME}.json")
-    if plans is None or "2d" not in plans["configurations"]:  # missing, cut short or not plans: no SAM row
+    plans = _plans(preprocessed, METHODS["ours"])  # the SAM plans and their 2d configuration
+    if plans is None:
         return None
     sam = plans["configurations"]["2d"].get("sam", {})
     weights = sam.get("checkpoint") or default_checkpoint(sam.get("backbone", ""))
