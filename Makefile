@@ -12,10 +12,25 @@ export nnUNet_compile ?= false
 
 install: $(STAMP)
 
+# pip downloads whatever this machine's disk does not hold (tens of packages, a CUDA library of ~50 MB among
+# them): a dropped connection must not fail the set-up. pip resumes a partial file (PIP_RESUME_RETRIES, read by
+# pip >= 25.1, ignored by older ones) and a failed install is run again, the files it finished coming from pip's
+# cache. After PIP_TRIES failures the set-up stops with pip's own error.
+export PIP_RESUME_RETRIES ?= 20
+export PIP_RETRIES ?= 10
+PIP_TRIES ?= 3
+PIP_RETRY_WAIT_S ?= 30
+pip_install = for try in $$(seq $(PIP_TRIES)); do \
+	  $(BIN)/python -m pip install $(1) && break; \
+	  if [ "$$try" -eq $(PIP_TRIES) ]; then echo "make install: pip install $(1) failed $(PIP_TRIES) times" >&2; exit 1; fi; \
+	  echo "make install: pip install $(1) failed (try $$try of $(PIP_TRIES)); again in $(PIP_RETRY_WAIT_S) s" >&2; \
+	  sleep $(PIP_RETRY_WAIT_S); \
+	done
+
 $(STAMP): setup.cfg pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --upgrade pip
-	$(BIN)/python -m pip install -e '.[test]'
+	$(call pip_install,--upgrade pip)
+	$(call pip_install,-e '.[test]')
 	touch $(STAMP)
 
 demo: $(STAMP)
