@@ -45,8 +45,10 @@ install_packages() {
     command -v apt-get >/dev/null 2>&1 || die "slurm-wlm/munge are not installed and there is no apt-get"
     say "installing slurm-wlm, munge, slurmdbd and mariadb-server with apt-get (log: $DIR/log/apt.log)"
     local t="${SLURM_SINGLE_NODE_APT_TIMEOUT_S:-900}"
-    if ! { DEBIAN_FRONTEND=noninteractive timeout "$t" apt-get update -qq &&
-           DEBIAN_FRONTEND=noninteractive timeout "$t" apt-get install -y -qq --no-install-recommends \
+    # A dropped download is fetched again (up to 5 times) rather than failing the whole set-up.
+    local retries=(-o Acquire::Retries=5)
+    if ! { DEBIAN_FRONTEND=noninteractive timeout "$t" apt-get "${retries[@]}" update -qq &&
+           DEBIAN_FRONTEND=noninteractive timeout "$t" apt-get "${retries[@]}" install -y -qq --no-install-recommends \
                slurm-wlm munge slurmdbd mariadb-server; } >"$DIR/log/apt.log" 2>&1; then
         tail -n 20 "$DIR/log/apt.log" >&2
         die "apt-get could not install slurm-wlm, munge, slurmdbd and mariadb-server (see above)"
