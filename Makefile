@@ -15,14 +15,14 @@ install: $(STAMP)
 # pip downloads whatever this machine's disk does not hold (tens of packages, a CUDA library of ~50 MB among
 # them): a dropped connection must not fail the set-up. pip resumes a partial file (PIP_RESUME_RETRIES, read by
 # pip >= 25.1, ignored by older ones) and a failed install is run again, the files it finished coming from pip's
-# cache. After PIP_TRIES failures the set-up stops with pip's own error.
+# cache. After PIP_TRIES failed tries (at least one try) the set-up stops, pip's error above its line.
 export PIP_RESUME_RETRIES ?= 20
 export PIP_RETRIES ?= 10
 PIP_TRIES ?= 3
 PIP_RETRY_WAIT_S ?= 30
-pip_install = for try in $$(seq $(PIP_TRIES)); do \
-	  $(BIN)/python -m pip install $(1) && break; \
-	  if [ "$$try" -eq $(PIP_TRIES) ]; then echo "make install: pip install $(1) failed $(PIP_TRIES) times" >&2; exit 1; fi; \
+pip_install = try=0; until $(BIN)/python -m pip install $(1); do \
+	  try=$$((try + 1)); \
+	  if [ "$$try" -ge $(PIP_TRIES) ]; then echo "make install: pip install $(1) failed $$try times" >&2; exit 1; fi; \
 	  echo "make install: pip install $(1) failed (try $$try of $(PIP_TRIES)); again in $(PIP_RETRY_WAIT_S) s" >&2; \
 	  sleep $(PIP_RETRY_WAIT_S); \
 	done
