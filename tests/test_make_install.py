@@ -2,6 +2,7 @@
 not fail the set-up (stop 40's CI did, on a 46.6 MB wheel from PyPI), and after PIP_TRIES attempts it stops with a
 non-zero exit and one line. A stand-in venv python records each pip call and fails the first few."""
 
+import os
 import subprocess
 from pathlib import Path
 
@@ -21,8 +22,9 @@ def _stand_in_venv(tmp_path: Path, failing_calls: int) -> Path:
 
 
 def _make_install(venv: Path, tries: int = 3) -> subprocess.CompletedProcess:
+    env = {k: v for k, v in os.environ.items() if k != "PIP_RESUME_RETRIES"}  # the Makefile's default, not the caller's
     return subprocess.run(["make", "-C", str(REPO), "install", f"VENV={venv}", f"PIP_TRIES={tries}",
-                           "PIP_RETRY_WAIT_S=0"], capture_output=True, text=True, timeout=120)
+                           "PIP_RETRY_WAIT_S=0"], capture_output=True, text=True, timeout=120, env=env)
 
 
 def test_a_failed_pip_install_is_run_again(tmp_path):
